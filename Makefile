@@ -1,0 +1,41 @@
+# Set-up and entry points. `make demo` and `make test` are all a fresh clone needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch/torchvision are pinned here (not in pyproject) so pip takes the builds on this machine's disk.
+ifeq ($(shell uname -m),aarch64)
+TORCH  := torch==2.9.1 torchvision==0.24.1
+else
+TORCH  := torch==2.14.1 torchvision==0.29.1
+endif
+PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
+
+.PHONY: install test-deps demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(TORCH) 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import torch, torchvision" 
+	$(PIP) install -e . 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import vision_synth, albumentations, pycocotools, diffusers, accelerate"
+	@touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) install -e ".[test]" 2>&1 | grep -v "is ignored" || true
+	@touch $@
+
+test-deps: $(VENV)/.test-installed
+
+demo: install
+	$(BIN)/vision-synth generate configs/quickstart.yaml --out out/quickstart --overwrite
+
+test: test-deps
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python tools/bench_compositor.py
+
+clean:
+	rm -rf out build *.egg-info
