@@ -1,0 +1,3 @@
+from vision_synth.cli import main
+
+raise SystemExit(main())

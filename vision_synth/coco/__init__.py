@@ -1,0 +1,1 @@
+"""COCO datasets: validating reader, shard writer and streaming merge."""

@@ -1,0 +1,184 @@
+"""Read and validate an existing COCO instances file; errors name the file and the record."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision_synth import masks as mask_ops
+from vision_synth.errors import DatasetError
+from vision_synth.types import Instances
+
+BOX_TOLERANCE = 1.0  # pixels a box may pass the image edge (rounding in other tools' exports)
+
+
+@dataclass(frozen=True, eq=False)
+class CocoDataset:
+    path: Path
+    images_dir: Path | None
+    info: dict[str, Any]
+    categories: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    _by_image: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def annotations_of(self, image_id: int) -> list[dict[str, Any]]:
+        return self._by_image.get(image_id, [])
+
+    def image_file(self, image: dict[str, Any]) -> Path:
+        base = self.images_dir if self.images_dir is not None else self.path.parent
+        return base / image["file_name"]
+
+    @property
+    def category_names(self) -> dict[int, str]:
+        return {c["id"]: c["name"] for c in self.categories}
+
+    def instances(self, image: dict[str, Any]) -> Instances:
+        """Masks of an image's annotations. Box-only annotations become box masks, flagged in the
+        `approximate` attribute. Attributes: `annotation_id`, `approximate`, `source`."""
+        h, w = image["height"], image["width"]
+        anns = self.annotations_of(image["id"])
+        masks = np.zeros((len(anns), h, w), bool)
+        approximate = np.zeros(len(anns), bool)
+        for row, ann in enumerate(anns):
+            seg = ann.get("segmentation")
+            if seg:
+                masks[row] = mask_ops.segmentation_to_mask(seg, h, w)
+            else:
+                x, y, bw, bh = ann["bbox"]
+                x0, y0 = max(int(np.floor(x)), 0), max(int(np.floor(y)), 0)
+                x1, y1 = min(int(np.ceil(x + bw)), w), min(int(np.ceil(y + bh)), h)
+                masks[row, y0:y1, x0:x1] = True
+                approximate[row] = True
+        return Instances(
+            masks,
+            np.array([a["category_id"] for a in anns], np.int64),
+            attributes={
+                "annotation_id": np.array([a["id"] for a in anns], np.int64),
+                "approximate": approximate,
+                "source": np.array([_source_of(a) for a in anns], dtype=object),
+            },
+        )
+
+
+def _source_of(ann: dict[str, Any]) -> str:
+    return str(ann.get("source", "procedural" if ann.get("synthetic") else "real"))
+
+
+def _fail(path: Path, where: str, message: str) -> DatasetError:
+    return DatasetError(f"{path}: {where}: {message}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from None
+
+
+def _check_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> None:
+    if isinstance(seg, list):
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                raise _fail(path, where, f"segmentation[{k}] is not a polygon of at least 3 points")
+    elif isinstance(seg, dict):
+        if "counts" not in seg or "size" not in seg:
+            raise _fail(path, where, "RLE segmentation needs 'size' and 'counts'")
+        if list(seg["size"]) != [h, w]:
+            raise _fail(path, where, f"RLE size {seg['size']} differs from image size [{h}, {w}]")
+    else:
+        raise _fail(path, where, "segmentation must be a polygon list or an RLE dict")
+
+
+def load_coco(path: str | Path, images_dir: str | Path | None = None, check_files: bool = True) -> CocoDataset:
+    """Load a COCO instances json and check every record; `images_dir` defaults to the json's folder."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object with images, annotations, categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: '{key}' is missing or not a list")
+
+    categories = data["categories"]
+    cat_ids = set()
+    for i, cat in enumerate(categories):
+        where = f"categories[{i}]"
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or not isinstance(cat.get("name"), str):
+            raise _fail(path, where, "needs an integer 'id' and a string 'name'")
+        if cat["id"] in cat_ids:
+            raise _fail(path, where, f"duplicate category id {cat['id']}")
+        cat_ids.add(cat["id"])
+
+    base = Path(images_dir) if images_dir is not None else path.parent
+    images: dict[int, dict[str, Any]] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"images[{i}]"
+        if not isinstance(img, dict):
+            raise _fail(path, where, "not an object")
+        for key, kind in (("id", int), ("width", int), ("height", int), ("file_name", str)):
+            if not isinstance(img.get(key), kind) or isinstance(img.get(key), bool):
+                raise _fail(path, where, f"'{key}' is missing or not {'an integer' if kind is int else 'a string'}")
+        where = f"images[{i}] (id {img['id']})"
+        if img["width"] < 1 or img["height"] < 1:
+            raise _fail(path, where, "width and height must be positive")
+        if img["id"] in images:
+            raise _fail(path, where, "duplicate image id")
+        if check_files and not (base / img["file_name"]).is_file():
+            raise _fail(path, where, f"image file {base / img['file_name']} not found")
+        images[img["id"]] = img
+
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    ann_ids = set()
+    for i, ann in enumerate(data["annotations"]):
+        where = f"annotations[{i}]"
+        if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
+            raise _fail(path, where, "needs an integer 'id'")
+        where = f"annotations[{i}] (id {ann['id']})"
+        if ann["id"] in ann_ids:
+            raise _fail(path, where, "duplicate annotation id")
+        ann_ids.add(ann["id"])
+        img = images.get(ann.get("image_id"))
+        if img is None:
+            raise _fail(path, where, f"image_id {ann.get('image_id')!r} is not in images")
+        if ann.get("category_id") not in cat_ids:
+            raise _fail(path, where, f"category_id {ann.get('category_id')!r} is not in categories")
+        h, w = img["height"], img["width"]
+        bbox = ann.get("bbox")
+        seg = ann.get("segmentation")
+        if bbox is not None:
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+                raise _fail(path, where, "bbox must be [x, y, width, height]")
+            x, y, bw, bh = bbox
+            if bw <= 0 or bh <= 0:
+                raise _fail(path, where, f"bbox {bbox} has no area")
+            t = BOX_TOLERANCE
+            if x < -t or y < -t or x + bw > w + t or y + bh > h + t:
+                raise _fail(path, where, f"bbox {bbox} lies outside the {w}×{h} image")
+        if seg:
+            _check_segmentation(path, where, seg, h, w)
+            if ann.get("iscrowd", 0) == 0 and not mask_ops.segmentation_to_mask(seg, h, w).any():
+                raise _fail(path, where, "empty mask")
+        elif bbox is None:
+            raise _fail(path, where, "has neither segmentation nor bbox")
+        by_image[ann["image_id"]].append(ann)
+
+    return CocoDataset(
+        path=path,
+        images_dir=base,
+        info=data.get("info") or {},
+        categories=categories,
+        images=list(images.values()),
+        annotations=data["annotations"],
+        _by_image=dict(by_image),
+    )

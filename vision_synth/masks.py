@@ -1,0 +1,115 @@
+"""Mask conversions over pycocotools: boxes and areas from masks, RLE, polygons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as coco_mask
+
+
+def derive_boxes(masks: np.ndarray) -> np.ndarray:
+    """N×4 int64 [x, y, w, h]: the pixel extent of each mask (w = x_max - x_min + 1); zeros if empty."""
+    masks = np.asarray(masks, dtype=bool)
+    n = masks.shape[0]
+    boxes = np.zeros((n, 4), np.int64)
+    if n == 0:
+        return boxes
+    rows = masks.any(axis=2)  # N×H
+    cols = masks.any(axis=1)  # N×W
+    nonempty = rows.any(axis=1)
+    h, w = masks.shape[1:]
+    y0 = rows.argmax(axis=1)
+    y1 = h - 1 - rows[:, ::-1].argmax(axis=1)
+    x0 = cols.argmax(axis=1)
+    x1 = w - 1 - cols[:, ::-1].argmax(axis=1)
+    boxes[:, 0], boxes[:, 1] = x0, y0
+    boxes[:, 2], boxes[:, 3] = x1 - x0 + 1, y1 - y0 + 1
+    boxes[~nonempty] = 0
+    return boxes
+
+
+def mask_areas(masks: np.ndarray) -> np.ndarray:
+    """Pixel count of each mask, int64."""
+    masks = np.asarray(masks, dtype=bool)
+    return masks.reshape(masks.shape[0], -1).sum(axis=1, dtype=np.int64)
+
+
+def encode_rle(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Compressed COCO RLE of each mask (N×H×W), with `counts` as str so it goes into JSON."""
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape[0] == 0:
+        return []
+    fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))
+    rles = coco_mask.encode(fortran)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def _to_pycoco_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """H×W bool mask from a compressed or uncompressed COCO RLE."""
+    if isinstance(rle["counts"], list):
+        h, w = rle["size"]
+        rle = coco_mask.frPyObjects(rle, h, w)
+    return coco_mask.decode(_to_pycoco_rle(rle)).astype(bool)
+
+
+def rle_area_and_box(rle: dict[str, Any]) -> tuple[int, list[int]]:
+    """Area (pixel count) and [x, y, w, h] of a compressed RLE, as pycocotools computes them."""
+    r = _to_pycoco_rle(rle)
+    return int(coco_mask.area(r)), [int(v) for v in coco_mask.toBbox(r)]
+
+
+def uncompress_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Uncompressed RLE ({'size', 'counts': [ints]}), column-major as COCO defines it."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def mask_to_polygons(mask: np.ndarray, largest_only: bool = False) -> list[list[float]]:
+    """Outer contours of a mask as COCO polygons [x1, y1, x2, y2, ...], each of at least 3 points.
+
+    Polygons cannot hold holes and trace pixel centres, so they approximate the mask; RLE is exact.
+    """
+    contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours:
+        if len(contour) < 3:
+            # a 1- or 2-pixel sliver: outline its pixel square so it stays a valid polygon
+            x, y, w, h = cv2.boundingRect(contour)
+            contour = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64)
+        polygons.append(np.asarray(contour, np.float64).reshape(-1, 2))
+    if largest_only and polygons:
+        polygons = [max(polygons, key=lambda p: cv2.contourArea(p.astype(np.float32)))]
+    return [p.ravel().tolist() for p in polygons]
+
+
+def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """H×W bool raster of COCO polygons, as pycocotools draws them."""
+    if not polygons:
+        return np.zeros((height, width), bool)
+    rles = coco_mask.frPyObjects(polygons, height, width)
+    return coco_mask.decode(coco_mask.merge(rles)).astype(bool)
+
+
+def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """H×W bool mask of any COCO segmentation: polygons, compressed or uncompressed RLE."""
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, height, width)
+    if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        if list(segmentation["size"]) != [height, width]:
+            raise ValueError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
+        return decode_rle(segmentation)
+    raise ValueError("segmentation is neither a polygon list nor an RLE dict")

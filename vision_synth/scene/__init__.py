@@ -1,0 +1,1 @@
+"""Procedural scene compositor: backgrounds, objects, defects, placement with occlusion, blending."""

@@ -1,0 +1,164 @@
+"""Placement and occlusion: paste layers in z-order and derive each instance's visible mask.
+
+A label map (H×W, 0 = background, k = instance k) records which instance owns each pixel, so
+occlusion, overlap control and visible masks come from one array: an instance's visible mask is
+exactly the set of pixels whose final colour it set last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vision_synth.scene.layers import Layer
+from vision_synth.types import Instances
+
+
+@dataclass(frozen=True)
+class PlacementRules:
+    max_overlap: float = 0.3
+    min_visible_area: int = 16
+    min_visible_fraction: float = 0.25
+    max_tries: int = 20
+
+
+@dataclass(frozen=True, eq=False)
+class Request:
+    """A layer to place; `region` (H×W bool) confines it, `at` fixes its top-left (y, x)."""
+
+    layer: Layer
+    region: np.ndarray | None = None
+    at: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class PlacementStats:
+    placed: int
+    skipped: int  # no position met the rules within max_tries, or too small to be kept
+    covered: int  # placed, then hidden entirely by later instances (dropped)
+
+
+def place_instances(
+    background: np.ndarray,
+    requests: list[Request],
+    rng: np.random.Generator,
+    rules: PlacementRules,
+    amodal: bool = False,
+) -> tuple[np.ndarray, Instances, PlacementStats]:
+    """Paste `requests` in order over `background` (H×W×3 uint8); later ones lie on top.
+
+    A position is accepted when the new instance lies at most `max_overlap` over earlier ones and
+    no earlier instance is left partly visible below the minimum area or fraction (fully hidden
+    is allowed: it is then dropped, and none of its pixels remain). Returns the image, the
+    visible instances (with `occlusion` and `source` attributes) and counts.
+    """
+    image = background.copy()
+    height, width = image.shape[:2]
+    labels = np.zeros((height, width), np.int32)
+    placed: list[tuple[Request, int, int]] = []
+    visible = [0]  # visible pixel count per label (index 0 unused)
+    full = [0]  # amodal pixel count per label
+    skipped = 0
+    for request in requests:
+        layer = request.layer
+        mask = layer.mask
+        area = int(mask.sum())
+        if area < rules.min_visible_area or layer.shape[0] > height or layer.shape[1] > width:
+            skipped += 1
+            continue
+        spot = _find_spot(request, mask, area, labels, np.asarray(visible), np.asarray(full), rng, rules)
+        if spot is None:
+            skipped += 1
+            continue
+        y, x = spot
+        h, w = layer.shape
+        window = labels[y : y + h, x : x + w]
+        lost = np.bincount(window[mask], minlength=len(visible))
+        _paint(image, layer, y, x)
+        window[mask] = len(visible)
+        visible = [v - int(c) for v, c in zip(visible, lost)] + [area]
+        visible[0] = 0
+        full.append(area)
+        placed.append((request, y, x))
+
+    keep = [k for k in range(1, len(visible)) if visible[k] > 0]
+    instances = _collect(labels, placed, keep, visible, full, amodal)
+    stats = PlacementStats(placed=len(keep), skipped=skipped, covered=len(placed) - len(keep))
+    return image, instances, stats
+
+
+def _find_spot(request, mask, area, labels, visible, full, rng, rules) -> tuple[int, int] | None:
+    height, width = labels.shape
+    h, w = mask.shape
+    tries = 1 if request.at is not None else rules.max_tries
+    for _ in range(tries):
+        if request.at is not None:
+            y, x = request.at
+        else:
+            y = int(rng.integers(0, height - h + 1))
+            x = int(rng.integers(0, width - w + 1))
+        if request.region is not None and not request.region[y : y + h, x : x + w][mask].all():
+            continue
+        beneath = labels[y : y + h, x : x + w][mask]
+        if np.count_nonzero(beneath) > rules.max_overlap * area:
+            continue
+        if len(visible) > 1:
+            remaining = visible - np.bincount(beneath, minlength=len(visible))
+            remaining[0] = 0
+            partly = remaining > 0
+            too_small = (remaining < rules.min_visible_area) | (remaining < rules.min_visible_fraction * full)
+            if np.any(partly & too_small):
+                continue
+        return y, x
+    return None
+
+
+def _paint(image: np.ndarray, layer: Layer, y: int, x: int) -> None:
+    h, w = layer.shape
+    window = image[y : y + h, x : x + w]
+    under = window.astype(np.float32)
+    over = np.broadcast_to(layer.render(under), under.shape)
+    if layer.blend == "poisson":
+        window[...] = poisson_paste(image, over, layer.mask, y, x)
+        return
+    alpha = layer.alpha[..., None]
+    window[...] = np.clip(under + (over - under) * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int, x: int) -> np.ndarray:
+    """The h×w window at (y, x) after cv2.seamlessClone of `patch` inside `mask`; pixels outside the
+    mask are unchanged. Works at image borders by cloning into a reflect-padded copy of the window."""
+    h, w = mask.shape
+    pad = 8
+    dst = image[y : y + h, x : x + w]
+    dst_p = cv2.copyMakeBorder(np.ascontiguousarray(dst), pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    src_p = dst_p.copy()
+    src_p[pad : pad + h, pad : pad + w] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+    mask_p = np.zeros(dst_p.shape[:2], np.uint8)
+    mask_p[pad : pad + h, pad : pad + w] = mask.astype(np.uint8) * 255
+    bx, by, bw, bh = cv2.boundingRect(mask_p)
+    center = (bx + bw // 2, by + bh // 2)
+    out = cv2.seamlessClone(src_p, dst_p, mask_p, center, cv2.NORMAL_CLONE)[pad : pad + h, pad : pad + w]
+    return np.where(mask[..., None], out, dst)
+
+
+def _collect(labels, placed, keep, visible, full, amodal: bool) -> Instances:
+    height, width = labels.shape
+    n = len(keep)
+    masks = np.zeros((n, height, width), bool)
+    amodal_masks = np.zeros((n, height, width), bool) if amodal else None
+    cats = np.zeros(n, np.int64)
+    occlusion = np.zeros(n, np.float32)
+    sources = np.empty(n, dtype=object)
+    for row, k in enumerate(keep):
+        request, y, x = placed[k - 1]
+        h, w = request.layer.shape
+        masks[row, y : y + h, x : x + w] = labels[y : y + h, x : x + w] == k
+        if amodal_masks is not None:
+            amodal_masks[row, y : y + h, x : x + w] = request.layer.mask
+        cats[row] = request.layer.category_id
+        occlusion[row] = 1.0 - visible[k] / full[k]
+        sources[row] = request.layer.source
+    return Instances(masks, cats, amodal_masks, {"occlusion": occlusion, "source": sources})
