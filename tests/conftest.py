@@ -79,3 +79,64 @@ def check_coco_labels(annotations: Path) -> dict:
         if isinstance(ann["segmentation"], list):
             assert all(len(p) >= 6 and len(p) % 2 == 0 for p in ann["segmentation"])
     return data
+
+
+def synthetic_samples(n_images: int = 6, size: tuple[int, int] = (64, 80), categories=(1, 2, 3), seed: int = 0):
+    """Samples with random filled ellipses and rectangles (exact masks), textured background."""
+    import cv2
+
+    from vision_synth.seeding import rng_for
+    from vision_synth.types import Instances, Provenance, Sample
+
+    h, w = size
+    samples = []
+    for i in range(n_images):
+        rng = rng_for(seed, i)
+        image = (rng.random((h, w, 3)) * 60 + 80).astype(np.uint8)
+        masks = []
+        cats = []
+        for k in range(int(rng.integers(1, 5))):
+            m = np.zeros((h, w), np.uint8)
+            cy, cx = int(rng.integers(8, h - 8)), int(rng.integers(8, w - 8))
+            if k % 2:
+                cv2.ellipse(m, (cx, cy), (int(rng.integers(3, 12)), int(rng.integers(3, 10))), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+            else:
+                m[max(cy - 6, 0) : cy + int(rng.integers(2, 8)), max(cx - 5, 0) : cx + int(rng.integers(2, 9))] = 1
+            m = m.astype(bool)
+            for prev in masks:  # later shapes lie on top
+                prev &= ~m
+            color = rng.integers(0, 255, 3)
+            image[m] = color
+            masks.append(m)
+            cats.append(int(categories[k % len(categories)]))
+        inst = Instances(np.stack(masks), cats).without_empty()
+        samples.append(Sample(i, seed, image, inst, Provenance("test", synthetic=False)))
+    return samples
+
+
+def write_coco_dataset(root: Path, samples, segmentation: str = "rle", category_names=None) -> tuple[Path, Path]:
+    """Write samples as a COCO dataset (root/images, root/annotations.json) with the project's writer."""
+    from vision_synth.coco.writer import (ShardWriter, encode_image, image_file_name, sample_records,
+                                          write_annotations, write_atomic)
+
+    root = Path(root)
+    shard = root / "shard.jsonl"
+    cat_ids = sorted({int(c) for s in samples for c in s.instances.category_ids} | set(category_names or {}))
+    names = category_names or {c: f"class{c}" for c in cat_ids}
+    with ShardWriter(shard) as writer:
+        for s in samples:
+            name = image_file_name(s.index, "png")
+            write_atomic(root / "images" / name, encode_image(s.image, "png"))
+            writer.add(sample_records(s, name, segmentation))
+    cats = [{"id": c, "name": names[c], "supercategory": "none"} for c in sorted(names)]
+    write_annotations(root / "annotations.json", [shard], {"description": "test"}, cats)
+    shard.unlink()
+    return root / "annotations.json", root / "images"
+
+
+@pytest.fixture
+def coco_dataset(tmp_path):
+    """A small real-looking COCO dataset on disk: (annotations.json, images dir, samples)."""
+    samples = synthetic_samples()
+    ann, images = write_coco_dataset(tmp_path / "dataset", samples)
+    return ann, images, samples
