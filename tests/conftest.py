@@ -52,7 +52,6 @@ def coco_self_eval(annotations: Path, iou_type: str) -> float:
         dets.append(det)
     dt = gt.loadRes(dets)
     ev = COCOeval(gt, dt, iou_type)
-    ev.params.maxDets = [1, 10, 1000]
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
