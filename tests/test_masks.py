@@ -64,3 +64,15 @@ def test_segmentation_to_mask_accepts_every_form():
         assert out.shape == (20, 30) and (out & mask).sum() >= 0.8 * out.sum()
     with pytest.raises(ValueError):
         mask_ops.segmentation_to_mask(mask_ops.encode_rle(mask[None])[0], 30, 20)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rle_equals_pycocotools_encode(seed):
+    rng = np.random.default_rng(seed)
+    masks = random_masks(n=5, seed=seed)
+    masks[2] = rng.random(masks.shape[1:]) > 0.5  # noisy, touching every edge
+    masks[3, :, 0] = True  # first column full
+    masks[4, :, -1] = True  # last column full
+    reference = coco_mask.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    ours = mask_ops.encode_rle(masks)
+    assert [r["counts"] for r in ours] == [r["counts"].decode() for r in reference]

@@ -36,13 +36,37 @@ def mask_areas(masks: np.ndarray) -> np.ndarray:
     return masks.reshape(masks.shape[0], -1).sum(axis=1, dtype=np.int64)
 
 
+def column_runs(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE counts of a mask (column-major runs, starting with zeros).
+
+    Only the columns the mask touches are scanned; the empty columns on either side become one
+    run each, so small masks in large images cost little.
+    """
+    height, width = mask.shape
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size == 0:
+        return [height * width]
+    x0, x1 = int(cols[0]), int(cols[-1])
+    strip = mask[:, x0 : x1 + 1].ravel(order="F")
+    change = np.flatnonzero(strip[1:] != strip[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], change, [strip.size]))).tolist()
+    lead, trail = x0 * height, (width - 1 - x1) * height
+    counts = [lead, *runs] if strip[0] else [lead + runs[0], *runs[1:]]
+    if trail:
+        if strip[-1]:
+            counts.append(trail)
+        else:
+            counts[-1] += trail
+    return counts
+
+
 def encode_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     """Compressed COCO RLE of each mask (N×H×W), with `counts` as str so it goes into JSON."""
     masks = np.asarray(masks, dtype=bool)
     if masks.shape[0] == 0:
         return []
-    fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))
-    rles = coco_mask.encode(fortran)
+    height, width = masks.shape[1:]
+    rles = coco_mask.frPyObjects([{"size": [height, width], "counts": column_runs(m)} for m in masks], height, width)
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
     return rles
@@ -69,13 +93,8 @@ def rle_area_and_box(rle: dict[str, Any]) -> tuple[int, list[int]]:
 
 def uncompress_rle(mask: np.ndarray) -> dict[str, Any]:
     """Uncompressed RLE ({'size', 'counts': [ints]}), column-major as COCO defines it."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+    mask = np.asarray(mask, dtype=bool)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": column_runs(mask)}
 
 
 def mask_to_polygons(mask: np.ndarray, largest_only: bool = False) -> list[list[float]]:

@@ -1,0 +1,93 @@
+"""Each class of bad config: exit 2, one line naming the file and key path, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, small_config
+from vision_synth.cli import main
+from vision_synth.config import load_config
+from vision_synth.errors import ConfigError
+
+
+def defect(**fields):
+    return {"kind": "scratch", "category": "scratch", **fields}
+
+
+def inline_scene(**changes):
+    scene = {"defects": [defect(), {"kind": "pit", "category": "pit"}, defect(width=[2, 3])]}
+    scene.update(changes)
+    return scene
+
+
+BAD = [
+    # (change to the config, key path expected in the message, words expected)
+    ({"num_imags": 3}, "num_imags", "unknown key"),
+    ({"num_images": "many"}, "num_images", "integer"),
+    ({"num_images": 0}, "num_images", "greater than or equal to 1"),
+    ({"image": {"width": 64}}, "image.height", "required"),
+    ({"image": {"width": 64, "height": 64, "format": "gif"}}, "image.format", "'jpeg' or 'png'"),
+    ({"scene": inline_scene(defects=[defect(), defect(), defect(width=[3, 1])])}, "scene.defects[2].width",
+     "expected [min, max] with 0 < min <= max"),
+    ({"scene": inline_scene(defects=[defect(lenght=[0.1, 0.2])])}, "scene.defects[0].lenght", "unknown key"),
+    ({"scene": inline_scene(defects=[{"kind": "blob", "category": "x"}])}, "scene.defects[0]", "blob"),
+    ({"scene": inline_scene(placement={"max_overlap": 1.5})}, "scene.placement.max_overlap", "less than or equal to 1"),
+    ({"scene": "no_such_scene"}, "scene 'no_such_scene'", "no scenes/no_such_scene/scene.yaml"),
+    ({"categories": [{"id": 1, "name": "scratch"}]}, "scene.defects[1].category", "unknown category 'pit'"),
+    ({"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}, "categories", "duplicate id"),
+    ({"output": {"segmentation": "mask"}}, "output.segmentation", "'rle' or 'polygon'"),
+]
+
+
+@pytest.mark.parametrize("change, key, words", BAD, ids=[b[1] for b in BAD])
+def test_bad_config_names_file_and_key(write_config, tmp_path, capsys, change, key, words):
+    data = small_config(scene=inline_scene())
+    data.update(change)
+    path = write_config(data)
+    out = tmp_path / "out"
+    code = main(["generate", str(path), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0, "one line"
+    assert err.startswith(f"error: {path}") or err.startswith("error: scene"), err
+    assert key in err and words in err, err
+    assert not out.exists(), "nothing written"
+
+
+def test_yaml_syntax_error_names_line(write_config, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nimage: {width: 64\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+"):
+        load_config(path)
+
+
+def test_validate_command_and_module_entry_point_exit_codes(write_config):
+    good = write_config(small_config(), "good.yaml")
+    bad = write_config(small_config(num_images=-1), "bad.yaml")
+    ok = subprocess.run([sys.executable, "-m", "vision_synth", "validate", str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    fail = subprocess.run([sys.executable, "-m", "vision_synth", "validate", str(bad)], capture_output=True, text=True)
+    assert fail.returncode == 2
+    assert "Traceback" not in fail.stderr and fail.stderr.strip().count("\n") == 0
+    assert "num_images" in fail.stderr
+
+
+def test_overrides_and_scene_lookup(write_config):
+    cfg = load_config(write_config(small_config()), num_images=5, seed=9)
+    assert (cfg.num_images, cfg.seed) == (5, 9)
+    assert cfg.scene.name == "surface_defects"
+    assert [c.id for c in cfg.categories] == list(range(1, len(cfg.categories) + 1))
+
+
+def test_config_hash_ignores_count_only(write_config):
+    base = load_config(write_config(small_config()))
+    assert load_config(write_config(small_config(num_images=99))).config_hash() == base.config_hash()
+    assert load_config(write_config(small_config(seed=4))).config_hash() != base.config_hash()
+
+
+def test_every_shipped_config_validates():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        if path.name.startswith("augment"):
+            continue
+        assert main(["validate", str(path)]) == 0, path

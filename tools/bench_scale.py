@@ -1,0 +1,67 @@
+"""Scale-out benchmark: images/s with 1 and 2 processes (accelerate), and peak memory of a run of
+2,000 versus 20,000 images (the streaming merge must keep it flat). All figures from one run.
+
+Usage:
+  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes
+  python tools/bench_scale.py --memory             # peak RSS, 2,000 vs 20,000 images (64x64)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Run one generate in a child and report its own peak RSS (children of it: the accelerate workers).
+CHILD = """
+import resource, sys
+from vision_synth.cli import main
+code = main(sys.argv[1:])
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"PEAK_RSS_KB {max(own, kids)}")
+raise SystemExit(code)
+"""
+
+
+def run(args: list[str]) -> tuple[float, int]:
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    rate = float(re.search(r"\(([\d.]+) images/s\)", proc.stdout).group(1))
+    peak = int(re.search(r"PEAK_RSS_KB (\d+)", proc.stdout).group(1))
+    return rate, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "bench_512.yaml"))
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--memory", action="store_true", help="peak RSS of 2,000 vs 20,000 images instead")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.memory:
+            config = REPO / "configs" / "quickstart.yaml"
+            results = {}
+            for n in (2000, 20000):
+                rate, peak = run(["generate", str(config), "--out", f"{tmp}/m{n}", "--num-images", str(n), "--quiet"])
+                results[n] = peak
+                print(f"{n:6d} images (quickstart, 256x256): {rate:7.1f} images/s, peak RSS {peak / 1024:7.1f} MiB")
+            print(f"peak RSS 20,000 / 2,000: {results[20000] / results[2000]:.3f}")
+            return
+        rates = {}
+        for processes in (1, 2):
+            extra = ["--processes", str(processes)] if processes > 1 else []
+            rate, _ = run(["generate", args.config, "--out", f"{tmp}/p{processes}", "--num-images", str(args.images), "--quiet", *extra])
+            rates[processes] = rate
+            print(f"{processes} process(es): {rate:7.1f} images/s")
+        print(f"scaling efficiency on 2 processes: {rates[2] / (2 * rates[1]):.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Dataset and scene configs: pydantic models, YAML loading, errors that name the file and key path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
+
+from vision_synth.errors import ConfigError
+from vision_synth.scene.defects import DefectSpec
+from vision_synth.scene.textures import TEXTURES
+from vision_synth.spec import FloatRange, NonNegativeRange, PositiveRange, Spec, UnitRange, CountRange
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+TextureName = Literal[TEXTURES]  # type: ignore[valid-type]
+
+
+# ----------------------------------------------------------------------------------------- scene
+class TextureBackground(Spec):
+    """Seeded procedural textures, one chosen uniformly per image."""
+
+    kind: Literal["texture"] = "texture"
+    textures: list[TextureName] = Field(default_factory=lambda: list(TEXTURES), min_length=1)
+
+
+class ImageBackground(Spec):
+    """Real images (e.g. photos of good parts) from a folder or glob, randomly cropped and resized."""
+
+    kind: Literal["images"]
+    images: str
+    # folder of region masks with the same file stems (white = where defects may go)
+    regions: str | None = None
+    # side of the random square-ish crop as a fraction of the image's shorter side
+    crop: UnitRange = (0.6, 1.0)
+    flip: bool = True
+
+
+Background = Annotated[Union[TextureBackground, ImageBackground], Field(discriminator="kind")]
+
+
+class SpriteSource(Spec):
+    """RGBA cutouts (PNG with alpha) from a folder."""
+
+    kind: Literal["sprites"]
+    path: str
+
+
+class CocoSource(Spec):
+    """Instance crops cut by mask from an existing COCO dataset."""
+
+    kind: Literal["coco"]
+    annotations: str
+    images: str
+    # category name in that dataset; defaults to the object's category
+    category: str | None = None
+
+
+ObjectSource = Annotated[Union[SpriteSource, CocoSource], Field(discriminator="kind")]
+
+
+class ColorJitter(Spec):
+    """Multiplicative factors drawn per instance (1 = unchanged); hue shift in degrees."""
+
+    brightness: NonNegativeRange = (1.0, 1.0)
+    contrast: NonNegativeRange = (1.0, 1.0)
+    saturation: NonNegativeRange = (1.0, 1.0)
+    hue: FloatRange = (0.0, 0.0)
+
+
+class ObjectSpec(Spec):
+    category: str
+    source: ObjectSource
+    count: CountRange = (1, 3)
+    # longest side of the pasted object as a fraction of the image's shorter side
+    scale: PositiveRange = (0.15, 0.35)
+    rotation: FloatRange = (0.0, 0.0)
+    flip: bool = True
+    color_jitter: ColorJitter = ColorJitter()
+    blend: Literal["hard", "feather", "poisson"] | None = None
+
+
+class PlacementSpec(Spec):
+    """Overlap control: later instances lie on top and hide what is beneath them."""
+
+    # most of a new instance's area that may lie over instances already placed
+    max_overlap: float = Field(0.3, ge=0, le=1)
+    # an instance left with fewer visible pixels, or a smaller visible fraction, is not kept;
+    # placements that would leave an earlier instance partly visible below these are refused
+    min_visible_area: int = Field(16, ge=1)
+    min_visible_fraction: float = Field(0.25, ge=0, le=1)
+    max_tries: int = Field(20, ge=1)
+
+
+class BlendSpec(Spec):
+    """How objects are pasted: hard alpha, feathered alpha, or Poisson (OpenCV seamlessClone)."""
+
+    mode: Literal["hard", "feather", "poisson"] = "feather"
+    feather: float = Field(1.5, gt=0, description="Gaussian sigma in pixels for mode: feather")
+
+
+class SceneSpec(Spec):
+    name: str | None = None
+    description: str | None = None
+    background: Background = TextureBackground()
+    objects: list[ObjectSpec] = Field(default_factory=list)
+    defects: list[DefectSpec] = Field(default_factory=list)
+    placement: PlacementSpec = PlacementSpec()
+    blending: BlendSpec = BlendSpec()
+    # region mask image for defects (white = allowed), resized to the image
+    region: str | None = None
+
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="after")
+    def _has_layers(self) -> SceneSpec:
+        if not self.objects and not self.defects:
+            raise ValueError("a scene needs at least one entry in objects or defects")
+        return self
+
+    @property
+    def category_names(self) -> list[str]:
+        """Categories named by the scene, in order of first appearance."""
+        names = [o.category for o in self.objects] + [d.category for d in self.defects]
+        return list(dict.fromkeys(names))
+
+    def resolve(self, path: str) -> Path:
+        """A path written in the scene, relative to the scene file."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self._base_dir / p
+
+
+# --------------------------------------------------------------------------------------- dataset
+class CategorySpec(Spec):
+    id: int = Field(ge=1)
+    name: str = Field(min_length=1)
+    supercategory: str = "none"
+
+
+class ImageSpec(Spec):
+    width: int = Field(ge=16, le=16384)
+    height: int = Field(ge=16, le=16384)
+    format: Literal["jpeg", "png"] = "jpeg"
+    quality: int = Field(92, ge=1, le=100, description="JPEG quality")
+
+
+class OutputSpec(Spec):
+    segmentation: Literal["rle", "polygon"] = "rle"
+    amodal: bool = Field(False, description="also write amodal masks (amodal_segmentation)")
+    preview_images: int = Field(16, ge=0, le=256)
+
+
+class DatasetConfig(Spec):
+    name: str = Field(min_length=1)
+    seed: int = Field(0, ge=0)
+    num_images: int = Field(ge=1)
+    image: ImageSpec
+    categories: list[CategorySpec] | None = None
+    generator: Literal["procedural"] = "procedural"
+    scene: SceneSpec
+    output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _categories_known(self) -> DatasetConfig:
+        if self.categories is None:
+            cats = [CategorySpec(id=i + 1, name=n) for i, n in enumerate(self.scene.category_names)]
+            object.__setattr__(self, "categories", cats)
+        ids = [c.id for c in self.categories]
+        names = [c.name for c in self.categories]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"categories: duplicate id in {ids}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"categories: duplicate name in {names}")
+        return self
+
+    @property
+    def category_ids(self) -> dict[str, int]:
+        return {c.name: c.id for c in self.categories}
+
+    def config_hash(self) -> str:
+        """sha256 of the config as validated (scene inlined, paths as written), num_images aside:
+        samples depend on everything here but the count."""
+        data = self.model_dump(mode="json", exclude={"num_images"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------- loading
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def _key_path(loc: tuple, data: Any) -> str:
+    """'scene.defects[2].width' from a pydantic error location, skipping union tags that are not keys."""
+    parts: list[str] = []
+    node = data
+    for i, key in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(key, int) and isinstance(node, list):
+            parts.append(f"[{key}]")
+            node = node[key] if key < len(node) else None
+        elif isinstance(node, dict) and key in node:
+            parts.append(f".{key}" if parts else str(key))
+            node = node[key]
+        elif last or not isinstance(node, dict):
+            parts.append(f".{key}" if parts else str(key))
+            node = None
+        # else: a discriminated-union tag or validator name pydantic puts in the location; not a key
+    return "".join(parts) or "(top level)"
+
+
+def _message(error: dict) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def validation_message(source: str, error: ValidationError, data: Any) -> str:
+    errors = error.errors()
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{source}: {_key_path(first['loc'], data)}: {_message(first)}{more}"
+
+
+def find_scene(name: str, config_dir: Path) -> Path:
+    """A scene given by name ('surface_defects') or path ('../scenes/x/scene.yaml')."""
+    if name.endswith((".yaml", ".yml")):
+        p = Path(name).expanduser()
+        return p if p.is_absolute() else config_dir / p
+    for root in (Path.cwd(), config_dir.parent, PACKAGE_ROOT):
+        candidate = root / "scenes" / name / "scene.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"scene {name!r}: no scenes/{name}/scene.yaml (looked in {Path.cwd()}, {config_dir.parent}, {PACKAGE_ROOT})")
+
+
+def load_scene(path: Path) -> SceneSpec:
+    data = _read_yaml(path)
+    try:
+        scene = SceneSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(str(path), exc, data)) from None
+    scene._base_dir = path.resolve().parent
+    return scene
+
+
+def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
+    """Read and validate a dataset config; `overrides` (e.g. num_images, seed) replace top-level keys."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    scene_value = data.get("scene")
+    scene: SceneSpec | None = None
+    if isinstance(scene_value, str):
+        scene = load_scene(find_scene(scene_value, path.parent))
+        data = {**data, "scene": scene}
+    try:
+        config = DatasetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(str(path), exc, data)) from None
+    if scene is None:  # inline scene: its paths are relative to the config file
+        config.scene._base_dir = path.resolve().parent
+    _check_category_names(config, path)
+    return config
+
+
+def _check_category_names(config: DatasetConfig, path: Path) -> None:
+    known = config.category_ids
+    for group in ("objects", "defects"):
+        for i, entry in enumerate(getattr(config.scene, group)):
+            if entry.category not in known:
+                raise ConfigError(
+                    f"{path}: scene.{group}[{i}].category: unknown category {entry.category!r} "
+                    f"(categories: {', '.join(known)})"
+                )

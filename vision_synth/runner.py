@@ -1,0 +1,251 @@
+"""A generation run: plan the sample indices, generate and write them, merge the shards, publish.
+
+Output directory layout (see README "Output"):
+  images/  annotations.json  dataset_card.md  previews/grid.png
+  .vision_synth/run.json     what made this directory (config hash, seed): resume or refuse
+  .vision_synth/shards/      one JSON-lines record file per process and attempt
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from vision_synth import __version__
+from vision_synth.coco.writer import (ShardWriter, done_indices, encode_image, image_file_name, sample_records,
+                                      write_annotations, write_atomic)
+from vision_synth.errors import VisionSynthError
+
+STATE_DIR = ".vision_synth"
+OUTPUTS = ("images", "annotations.json", "dataset_card.md", "previews", STATE_DIR)
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    images: int
+    generated: int
+    instances: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.generated / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        total = sum(self.instances.values())
+        per_class = ", ".join(f"{name} {n}" for name, n in self.instances.items())
+        return [
+            f"wrote {self.images} images, {total} instances ({per_class}) to {self.out_dir}",
+            f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)",
+            f"annotations: {self.out_dir / 'annotations.json'}",
+            f"preview:     {self.out_dir / 'previews' / 'grid.png'}",
+        ]
+
+
+def run_state(config) -> dict:
+    return {"config_hash": config.config_hash(), "seed": config.seed, "name": config.name}
+
+
+def _same_run(previous: dict, state: dict) -> bool:
+    return all(previous.get(k) == v for k, v in state.items())
+
+
+def prepare_output(out_dir: Path, config, overwrite: bool) -> None:
+    """Make `out_dir` ready: new, resumable (same config), or cleared with `overwrite`; never mixes
+    two configs in one directory."""
+    state_file = out_dir / STATE_DIR / "run.json"
+    state = run_state(config)
+    attempt = 0
+    if out_dir.exists() and any(out_dir.iterdir()):
+        previous = json.loads(state_file.read_text()) if state_file.is_file() else None
+        if overwrite:
+            for name in OUTPUTS:
+                target = out_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        elif previous is None:
+            raise VisionSynthError(f"{out_dir}: directory is not empty and holds no vision_synth run; "
+                                   "choose another --out or pass --overwrite")
+        elif not _same_run(previous, state):
+            raise VisionSynthError(
+                f"{out_dir}: holds a dataset made from a different config (config hash "
+                f"{previous.get('config_hash')}, seed {previous.get('seed')}; this one {state['config_hash']}, "
+                f"seed {state['seed']}); choose another --out or pass --overwrite")
+        else:
+            attempt = previous.get("attempt", 0) + 1  # resuming: new shard names, old ones kept
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    for tmp in (out_dir / "images").glob(".*.tmp"):
+        tmp.unlink()  # left by a killed run; the image is regenerated
+    write_atomic(state_file, json.dumps({**state, "attempt": attempt}, indent=2) + "\n")
+
+
+def shard_paths(out_dir: Path) -> list[Path]:
+    return sorted((out_dir / STATE_DIR / "shards").glob("*.jsonl"))
+
+
+def dataset_info(config) -> dict:
+    return {
+        "description": config.name,
+        "version": __version__,
+        "generator": config.generator,
+        "config_hash": config.config_hash(),
+        "seed": config.seed,
+        "num_images": config.num_images,
+    }
+
+
+def generate_indices(config, generator, out_dir: Path, indices: list[int], shard_name: str,
+                     show_progress: bool = True) -> int:
+    """Generate and write the samples `indices` (in increasing order) with `generator` (anything with
+    `samples(indices) -> list[Sample]` and a `batch_size`); returns how many."""
+    fmt, quality = config.image.format, config.image.quality
+    out = config.output
+    config_hash = config.config_hash()
+    shard = out_dir / STATE_DIR / "shards" / shard_name
+    batch = max(1, getattr(generator, "batch_size", 1))
+    with ShardWriter(shard) as writer, tqdm(total=len(indices), desc="generating", unit="img",
+                                             disable=not show_progress, leave=False) as bar:
+        for start in range(0, len(indices), batch):
+            for sample in generator.samples(indices[start : start + batch]):
+                name = image_file_name(sample.index, fmt)
+                write_atomic(out_dir / "images" / name, encode_image(sample.image, fmt, quality))
+                writer.add(sample_records(sample, name, out.segmentation, out.amodal, config_hash))
+                bar.update(1)
+    return len(indices)
+
+
+def publish(config, out_dir: Path) -> dict[str, int]:
+    """Merge the shards into annotations.json, draw the preview and write the dataset card."""
+    from vision_synth.preview import render_preview
+
+    categories = [c.model_dump() for c in config.categories]
+    counts = write_annotations(out_dir / "annotations.json", shard_paths(out_dir), dataset_info(config),
+                               categories, limit=config.num_images)
+    names = {c.id: c.name for c in config.categories}
+    per_class = {names[cid]: n for cid, n in counts.items()}
+    if config.output.preview_images:
+        render_preview(out_dir / "annotations.json", out_dir / "images", out_dir / "previews" / "grid.png",
+                       config.output.preview_images)
+    write_atomic(out_dir / "dataset_card.md", dataset_card(config, per_class))
+    return per_class
+
+
+def dataset_card(config, per_class: dict[str, int]) -> str:
+    import platform
+
+    rows = "\n".join(f"| {name} | 0 | {n} |" for name, n in per_class.items())
+    config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return f"""# Dataset card: {config.name}
+
+Created {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by vision_synth {__version__}
+(Python {platform.python_version()}).
+
+## Provenance
+- generator: `{config.generator}` (procedural scene `{config.scene.name or 'inline'}`)
+- config hash: `{config.config_hash()}`, seed: `{config.seed}`
+- images: {config.num_images}, {config.image.width}×{config.image.height} {config.image.format}
+- every image and annotation is synthetic (`"synthetic": true` in annotations.json); labels are
+  derived from the compositing itself: bbox = extent of the visible mask, area = its pixel count.
+
+## Instances per class
+| class | real | synthetic |
+| --- | --- | --- |
+{rows}
+
+## Intended use
+Synthetic data supplements real data; it does not replace it. Keep a pure-real evaluation split and
+report the synthetic share of every training set.
+
+## Config
+```yaml
+{config_yaml}```
+"""
+
+
+def make_generator(config):
+    """The sample generator named by `config.generator`; it loads and checks its assets now."""
+    if config.generator == "diffusion":
+        from vision_synth.diffusion import DiffusionGenerator
+
+        return DiffusionGenerator(config)
+    from vision_synth.scene.compositor import Compositor
+
+    return Compositor(config)
+
+
+def distributed_state():
+    """accelerate's PartialState when launched by `accelerate launch` (several processes), else None.
+
+    CUDA: one process per GPU. CPU: `PartialState(cpu=True)` so several CPU processes form a group
+    (accelerate needs `--multi_gpu --num_machines 1` for that; `--cpu` alone runs one process).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress: bool = True) -> RunSummary | None:
+    """Generate the dataset of `config` into `out_dir`; resumes a killed run.
+
+    Under `accelerate launch` the missing sample indices are split between the processes
+    (contiguous shards); each writes its images and its own shard, and the main process merges
+    once all have finished. The output does not depend on the number of processes. Returns the
+    summary on the main process, None on the others.
+    """
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    state = distributed_state()
+    is_main = state is None or state.is_main_process
+    generator = make_generator(config)  # checks every asset before anything is written
+    if is_main:
+        prepare_output(out_dir, config, overwrite)
+    if state is not None:
+        state.wait_for_everyone()
+    attempt = json.loads((out_dir / STATE_DIR / "run.json").read_text())["attempt"]
+    done = done_indices(shard_paths(out_dir))
+    todo = [i for i in range(config.num_images) if i not in done]
+    rank = 0 if state is None else state.process_index
+    shard = f"part-{attempt:04d}-rank-{rank:04d}.jsonl"
+    if state is None:
+        generated = generate_indices(config, generator, out_dir, todo, shard, show_progress)
+    else:
+        with state.split_between_processes(todo) as mine:
+            generate_indices(config, generator, out_dir, list(mine), shard, show_progress and is_main)
+        state.wait_for_everyone()
+        generated = len(todo)
+    if not is_main:
+        return None
+    per_class = publish(config, out_dir)
+    return RunSummary(out_dir, config.num_images, generated, per_class, time.perf_counter() - start)
+
+
+def launch(argv: list[str], processes: int) -> int:
+    """Re-run this command under `accelerate launch` with `processes` processes (one per GPU when
+    CUDA is present, else CPU processes); returns the launcher's exit code."""
+    import subprocess
+    import sys
+
+    import torch
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
+           "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if processes > 1:
+        cmd.append("--multi_gpu")
+    elif not torch.cuda.is_available():
+        cmd.append("--cpu")
+    cmd += ["-m", "vision_synth", *argv]
+    return subprocess.call(cmd)

@@ -1,0 +1,91 @@
+"""Backgrounds: seeded procedural textures, or real images from a folder or glob (random crop, resize)."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from vision_synth.errors import DatasetError
+from vision_synth.scene.objects import IMAGE_SUFFIXES, read_image
+from vision_synth.scene.textures import make_texture
+from vision_synth.spec import uniform
+
+
+class TextureBackgrounds:
+    def __init__(self, spec) -> None:
+        self.textures = list(spec.textures)
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        name = self.textures[int(rng.integers(len(self.textures)))]
+        return make_texture(name, rng, height, width), None, f"texture:{name}"
+
+
+def find_images(pattern: Path) -> list[Path]:
+    """Image files of a folder, or matching a glob, sorted so the choice by index is reproducible."""
+    if pattern.is_dir():
+        files = [p for p in pattern.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        files = [Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files)
+
+
+def check_image(path: Path) -> None:
+    """Fail now, naming the file, if an image cannot be opened (before anything is written)."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{path}: cannot read image ({exc})") from None
+
+
+class ImageBackgrounds:
+    """Real images; each draw picks one, crops a random window of the target aspect, resizes it."""
+
+    def __init__(self, spec, resolve) -> None:
+        self.files = find_images(resolve(spec.images))
+        if not self.files:
+            raise DatasetError(f"{resolve(spec.images)}: no background images found")
+        for path in self.files:
+            check_image(path)
+        self.regions_dir = resolve(spec.regions) if spec.regions else None
+        if self.regions_dir is not None:
+            for path in self.files:
+                self._region_file(path)
+        self.crop = spec.crop
+        self.flip = spec.flip
+
+    def _region_file(self, image_path: Path) -> Path:
+        matches = sorted(self.regions_dir.glob(image_path.stem + ".*"))
+        if not matches:
+            raise DatasetError(f"{self.regions_dir}: no region mask named {image_path.stem}.* for {image_path}")
+        return matches[0]
+
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        path = self.files[int(rng.integers(len(self.files)))]
+        pixels = read_image(path)
+        region = read_image(self._region_file(path), "L") if self.regions_dir is not None else None
+        if region is not None and region.shape != pixels.shape[:2]:
+            raise DatasetError(f"{self._region_file(path)}: region mask size differs from {path}")
+        ih, iw = pixels.shape[:2]
+        # largest window of the target aspect that fits, times the crop fraction
+        scale = min(ih / height, iw / width) * uniform(rng, self.crop)
+        ch, cw = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+        y = int(rng.integers(0, ih - ch + 1))
+        x = int(rng.integers(0, iw - cw + 1))
+        flip = self.flip and rng.random() < 0.5
+        interp = cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR
+        image = cv2.resize(pixels[y : y + ch, x : x + cw], (width, height), interpolation=interp)
+        if region is not None:
+            region = cv2.resize(region[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_NEAREST) > 127
+        if flip:
+            image = image[:, ::-1]
+            region = None if region is None else region[:, ::-1]
+        return np.ascontiguousarray(image), region, f"image:{path.name}"
+
+
+def make_backgrounds(spec, resolve):
+    return TextureBackgrounds(spec) if spec.kind == "texture" else ImageBackgrounds(spec, resolve)

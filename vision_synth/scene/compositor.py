@@ -1,0 +1,82 @@
+"""The procedural compositor: one Sample per index from a scene spec, all randomness from (seed, index)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from vision_synth.errors import DatasetError
+from vision_synth.scene.backgrounds import make_backgrounds, check_image
+from vision_synth.scene.defects import make_defect
+from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer, read_image
+from vision_synth.scene.placement import PlacementRules, Request, place_instances
+from vision_synth.seeding import rng_for
+from vision_synth.spec import integer
+from vision_synth.types import Provenance, Sample
+
+
+class Compositor:
+    """Built once per process from a validated DatasetConfig (loads and checks every asset up front,
+    so a bad file fails before anything is written); `sample(i)` is a pure function of (seed, i)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        scene = config.scene
+        self.height, self.width = config.image.height, config.image.width
+        self.category_ids = config.category_ids
+        self.backgrounds = make_backgrounds(scene.background, scene.resolve)
+        self.cutouts = [self._load_cutouts(obj, scene) for obj in scene.objects]
+        self.region = self._load_region(scene)
+        p = scene.placement
+        self.rules = PlacementRules(p.max_overlap, p.min_visible_area, p.min_visible_fraction, p.max_tries)
+        self.provenance = Provenance(generator="procedural", model=f"scene:{scene.name or 'inline'}")
+
+    @staticmethod
+    def _load_cutouts(obj, scene):
+        src = obj.source
+        if src.kind == "sprites":
+            return load_sprite_folder(scene.resolve(src.path))
+        return load_coco_crops(scene.resolve(src.annotations), scene.resolve(src.images), src.category or obj.category)
+
+    def _load_region(self, scene) -> np.ndarray | None:
+        if scene.region is None:
+            return None
+        path = scene.resolve(scene.region)
+        if not path.is_file():
+            raise DatasetError(f"{path}: region mask not found")
+        check_image(path)
+        region = cv2.resize(read_image(path, "L"), (self.width, self.height), interpolation=cv2.INTER_NEAREST) > 127
+        if not region.any():
+            raise DatasetError(f"{path}: region mask is empty (white marks where defects may go)")
+        return region
+
+    batch_size = 1
+
+    def samples(self, indices: list[int]) -> list[Sample]:
+        """The generator protocol the runner uses (diffusion generators batch here)."""
+        return [self.sample(i) for i in indices]
+
+    def sample(self, index: int) -> Sample:
+        config, scene = self.config, self.config.scene
+        rng = rng_for(config.seed, index)
+        hw = (self.height, self.width)
+        background, bg_region, bg_name = self.backgrounds.draw(rng, *hw)
+        region = self.region if bg_region is None else (bg_region if self.region is None else bg_region & self.region)
+
+        objects = []
+        for obj, cutouts in zip(scene.objects, self.cutouts):
+            for _ in range(integer(rng, obj.count)):
+                layer = object_layer(cutouts, obj, scene.blending, rng, hw, self.category_ids[obj.category])
+                objects.append(Request(layer))
+        # z-order of objects is random; defects lie on top of the surface they mark
+        objects = [objects[i] for i in rng.permutation(len(objects))]
+        defects = []
+        for spec in scene.defects:
+            for _ in range(integer(rng, spec.count)):
+                defects.append(Request(make_defect(spec, rng, hw, self.category_ids[spec.category]), region))
+
+        image, instances, _ = place_instances(background, objects + defects, rng, self.rules, config.output.amodal)
+        provenance = dataclasses.replace(self.provenance, background=bg_name)
+        return Sample(index=index, seed=config.seed, image=image, instances=instances, provenance=provenance)

@@ -1,0 +1,432 @@
+"""Procedural surface defects: each draws its pixels and its exact mask from one local alpha patch.
+
+A generator returns a `Layer` whose `alpha` is cropped tightly around the defect and whose
+`render` is an affine change of what lies beneath (`under * gain + offset`, maps of the patch).
+Strokes and blobs are rasterised on a 4× supersampled canvas and reduced to per-pixel coverage
+(ellipses, for pits and dents, get theirs analytically); alpha is that coverage sharpened around
+one half, so the mask (`alpha >= 0.5`) is the set of pixels the defect covers more than half,
+and the pixels changed outside it are a faint one-pixel halo.
+Sizes are fractions of the image's shorter side `s` unless the field says pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Callable, Literal, Union
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from vision_synth.scene.layers import Layer
+from vision_synth.spec import (
+    CountRange,
+    NonNegativeRange,
+    PositiveIntRange,
+    PositiveRange,
+    Spec,
+    UnitRange,
+    integer,
+    uniform,
+)
+
+Tone = Literal["dark", "light", "any"]
+Channel = Annotated[int, Field(ge=0, le=255)]
+RGB = tuple[Channel, Channel, Channel]
+
+
+class _DefectSpec(Spec):
+    category: str = Field(min_length=1, description="class name the defect is labelled as")
+    count: CountRange = Field((0, 2), description="how many per image")
+
+
+class ScratchSpec(_DefectSpec):
+    """A thin curved line, tapered at both ends, lighter or darker than the surface."""
+
+    kind: Literal["scratch"] = "scratch"
+    length: PositiveRange = Field((0.15, 0.5), description="end-to-end length, fraction of s")
+    width: PositiveRange = Field((1.5, 4.0), description="pixels at the widest point")
+    curvature: NonNegativeRange = Field((0.0, 0.3), description="Bézier control offset, fraction of length")
+    tone: Tone = "any"
+    contrast: UnitRange = (0.25, 0.6)
+
+
+class CrackSpec(_DefectSpec):
+    """A thin dark jagged line growing both ways from a point, with side branches."""
+
+    kind: Literal["crack"] = "crack"
+    length: PositiveRange = Field((0.1, 0.35), description="trunk length, fraction of s")
+    width: PositiveRange = Field((1.0, 2.5), description="pixels at the origin, thinning toward the tips")
+    branches: CountRange = (0, 3)
+    contrast: UnitRange = (0.35, 0.7)
+
+
+class StainSpec(_DefectSpec):
+    """An irregular semi-transparent tinted blob."""
+
+    kind: Literal["stain"] = "stain"
+    size: PositiveRange = Field((0.05, 0.15), description="diameter, fraction of s")
+    opacity: UnitRange = (0.3, 0.7)
+    colors: tuple[RGB, ...] = Field(
+        ((110, 75, 40), (60, 55, 50), (190, 160, 80), (150, 85, 45)),
+        min_length=1,
+        description="RGB tints to choose from",
+    )
+
+
+class PitSpec(_DefectSpec):
+    """A small dark hole with its inner wall lit on one side."""
+
+    kind: Literal["pit"] = "pit"
+    radius: PositiveRange = Field((2.0, 6.0), description="pixels")
+    contrast: UnitRange = (0.4, 0.8)
+
+
+class DentSpec(_DefectSpec):
+    """A shallow depression seen only through its shading: darker on one side, lighter on the other."""
+
+    kind: Literal["dent"] = "dent"
+    size: PositiveRange = Field((0.04, 0.12), description="diameter, fraction of s")
+    contrast: UnitRange = Field((0.15, 0.4), description="strength of the shading (how deep it looks)")
+
+
+class ParticlesSpec(_DefectSpec):
+    """Contamination: a cluster of small dots, labelled as one instance (a multi-part mask)."""
+
+    kind: Literal["particles"] = "particles"
+    dots: PositiveIntRange = Field((5, 30), description="dots in the cluster (`count` is clusters per image)")
+    spread: PositiveRange = Field((0.02, 0.08), description="cluster radius, fraction of s")
+    dot_radius: PositiveRange = Field((0.7, 2.0), description="pixels")
+    tone: Tone = "any"
+    contrast: UnitRange = (0.4, 0.8)
+
+
+DefectSpec = Annotated[
+    Union[ScratchSpec, CrackSpec, StainSpec, PitSpec, DentSpec, ParticlesSpec],
+    Field(discriminator="kind"),
+]
+
+
+def make_defect(spec: DefectSpec, rng: np.random.Generator, image_hw: tuple[int, int], category_id: int) -> Layer:
+    """One defect drawn from `spec` for an image of `image_hw` (height, width), as a cropped Layer.
+
+    The patch never exceeds the image (a defect too large for it is scaled down to fit), and its
+    mask is never empty. All randomness comes from `rng`.
+    """
+    maker = _MAKERS.get(type(spec))
+    if maker is None:
+        raise TypeError(f"not a defect spec: {type(spec).__name__}")
+    height, width = int(image_hw[0]), int(image_hw[1])
+    if height < 8 or width < 8:
+        raise ValueError(f"image too small for defects: {height}×{width}")
+    alpha, gain, offset = maker(spec, rng, (height, width))
+    return Layer(alpha=alpha, render=_affine(gain, offset), category_id=int(category_id), source="procedural")
+
+
+# ---------------------------------------------------------------- rasterising
+
+_SS = 4  # supersampling factor: coverage is counted on a 4×4 sub-pixel grid
+_SHIFT = 4  # fractional bits of the fixed-point coordinates handed to cv2
+_EDGE = 4.0  # alpha = 0.5 + _EDGE·(coverage − 0.5): a steep ramp keeps the halo below 0.5 faint
+
+
+class _Canvas:
+    """A local supersampled canvas covering `points` (x, y in pixels) plus `pad` pixels."""
+
+    def __init__(self, points: np.ndarray, pad: float) -> None:
+        lo = np.floor(points.min(axis=0) - pad)
+        hi = np.ceil(points.max(axis=0) + pad)
+        self.origin = lo  # (x, y) of the patch's top-left corner in the caller's coordinates
+        self.width, self.height = int(hi[0] - lo[0]), int(hi[1] - lo[1])
+        self.pixels = np.zeros((self.height * _SS, self.width * _SS), np.uint8)
+
+    def fixed(self, points: np.ndarray) -> np.ndarray:
+        """Caller coordinates → cv2 fixed-point coordinates on the supersampled canvas.
+
+        Pixel (i, j) covers [j, j+1)×[i, i+1); cv2 puts sub-pixel k's centre at integer k.
+        """
+        sub = (points - self.origin) * _SS - 0.5
+        return np.round(sub * (1 << _SHIFT)).astype(np.int32)
+
+    def local(self, points: np.ndarray) -> np.ndarray:
+        """Caller coordinates → patch pixel coordinates (continuous, corner at 0)."""
+        return points - self.origin
+
+    def coverage(self) -> np.ndarray:
+        """Fraction of each patch pixel that was drawn, h×w float32."""
+        small = cv2.resize(self.pixels, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return small.astype(np.float32) * (1.0 / 255.0)
+
+    def stroke(self, points: np.ndarray, widths: np.ndarray) -> None:
+        """A polyline whose width (pixels) varies per segment, in steps of half a pixel; each run
+        of equal width is one cv2 call, and cv2's round caps keep the joints smooth."""
+        fixed = self.fixed(points)
+        thickness = np.maximum(1, 2 * np.round(widths * (_SS / 2))).astype(int)
+        bounds = [0, *(np.flatnonzero(np.diff(thickness)) + 1).tolist(), len(thickness)]
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            cv2.polylines(self.pixels, [fixed[start : end + 1]], False, 255, int(thickness[start]), cv2.LINE_8, _SHIFT)
+
+    def fill(self, polygon: np.ndarray) -> None:
+        cv2.fillPoly(self.pixels, [self.fixed(polygon)], 255, cv2.LINE_8, _SHIFT)
+
+
+def _alpha(coverage: np.ndarray) -> np.ndarray:
+    """Alpha from coverage; a draw thinner than half a pixel everywhere is thickened to one pixel
+    (its coverage rescaled to peak at 1) so that the mask is never empty."""
+    peak = float(coverage.max())
+    if peak <= 0.0:  # cannot happen with cv2's rasteriser (it always sets a pixel); kept as a guard
+        coverage = coverage.copy()
+        coverage[coverage.shape[0] // 2, coverage.shape[1] // 2] = 1.0
+    elif peak < 0.5:
+        coverage = coverage * (1.0 / peak)
+    alpha = (coverage - 0.5) * _EDGE + 0.5
+    return np.clip(alpha, 0.0, 1.0, out=alpha)
+
+
+def _crop(alpha: np.ndarray, *maps: np.ndarray, margin: int = 1) -> tuple[np.ndarray, ...]:
+    """Crop alpha (and maps of the same patch) to the pixels with alpha > 0, plus `margin`."""
+    x, y, w, h = cv2.boundingRect((alpha > 0.0).view(np.uint8))
+    y0, y1 = max(0, y - margin), min(alpha.shape[0], y + h + margin)
+    x0, x1 = max(0, x - margin), min(alpha.shape[1], x + w + margin)
+    return tuple(np.ascontiguousarray(a[y0:y1, x0:x1]) for a in (alpha, *maps))
+
+
+def _fit(paths: list[np.ndarray], pad: float, image_hw: tuple[int, int]) -> list[np.ndarray]:
+    """Shrink `paths` (x, y points) about their common centre so that the patch drawn around them
+    with `pad` pixels of padding fits inside the image; unchanged when it already fits."""
+    every = np.vstack(paths)
+    low, high = every.min(axis=0), every.max(axis=0)
+    room = np.array([image_hw[1], image_hw[0]], np.float64) - 2 * pad - 2  # floor/ceil add up to 2
+    scale = float(np.min(np.maximum(room, 1.0) / np.maximum(high - low, 1e-6)))
+    if scale >= 1.0:
+        return paths
+    centre = (low + high) / 2
+    return [centre + (p - centre) * scale for p in paths]
+
+
+def _smooth(rng: np.random.Generator, shape: tuple[int, int], cell: float, low: float, high: float) -> np.ndarray:
+    """A smooth random map of `shape` with values in [low, high], varying over `cell` pixels."""
+    gh, gw = max(2, int(shape[0] / cell) + 2), max(2, int(shape[1] / cell) + 2)
+    small = rng.uniform(low, high, (gh, gw)).astype(np.float32)
+    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _pick_tone(rng: np.random.Generator, tone: str) -> str:
+    return tone if tone != "any" else ("dark", "light")[int(rng.integers(2))]
+
+
+def _toward(tone: str, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and offset that darken (under·(1−k)) or lighten (under + (255−under)·k) by `strength`."""
+    if tone == "dark":
+        return 1.0 - strength, np.zeros_like(strength)
+    return 1.0 - strength, 255.0 * strength
+
+
+def _affine(gain: np.ndarray, offset: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """render(under) = under·gain + offset, with gain/offset maps of h×w (grey) or h×w×3."""
+    gain = gain[..., None] if gain.ndim == 2 else gain
+    offset = offset[..., None] if offset.ndim == 2 else offset
+    gain, offset = gain.astype(np.float32, copy=False), offset.astype(np.float32, copy=False)
+
+    def render(under: np.ndarray) -> np.ndarray:
+        return under * gain + offset
+
+    return render
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, s], [-s, c]])  # row vectors: points @ R rotates by `angle`
+
+
+Made = tuple[np.ndarray, np.ndarray, np.ndarray]  # alpha, gain, offset
+
+
+# ---------------------------------------------------------------- defects
+
+
+def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
+    short = min(image_hw)
+    length = uniform(rng, spec.length) * short
+    width = uniform(rng, spec.width)
+    bend = uniform(rng, spec.curvature)
+    # cubic Bézier in a local frame along x: a C (same-side controls) or an S (opposite sides)
+    sides = np.where(rng.random(2) < 0.5, -1.0, 1.0) * np.array([1.0, float(rng.uniform(0.3, 1.0))])
+    controls = np.array([[0.0, 0.0], [length / 3, bend * length * sides[0]], [2 * length / 3, bend * length * sides[1]], [length, 0.0]])
+    controls = controls @ _rotation(float(rng.uniform(0.0, 2 * math.pi)))
+    n = max(8, int(length / 2.5))
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    basis = np.hstack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3])
+    (points,) = _fit([basis @ controls], width / 2 + 2, image_hw)
+    # a ribbon around the curve, widest in the middle and tapering to points at both ends
+    tangent = np.gradient(points, axis=0)
+    normal = tangent[:, ::-1] * np.array([-1.0, 1.0]) / np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
+    half = (width / 2) * np.sin(np.pi * t) ** 0.6
+    canvas = _Canvas(points, width / 2 + 2)
+    canvas.fill(np.vstack([points + normal * half, (points - normal * half)[::-1]]))
+    alpha = _alpha(canvas.coverage())
+    tone = _pick_tone(rng, spec.tone)
+    strength = uniform(rng, spec.contrast) * _smooth(rng, alpha.shape, max(8.0, length / 6), 0.6, 1.0)
+    alpha, strength = _crop(alpha, strength)
+    return (alpha, *_toward(tone, strength))
+
+
+_PULL = 0.6 ** np.arange(24)  # memory of the previous turn (0.6^24 ≈ 0: a truncated AR(1) filter)
+
+
+def _walk(rng: np.random.Generator, start: np.ndarray, heading: float, length: float, step: float) -> np.ndarray:
+    """A jagged path: each step turns randomly, and the deviation from `heading` decays by 0.6 a step."""
+    n = max(2, int(length / step))
+    angles = heading + np.convolve(rng.normal(0.0, 0.45, n), _PULL)[:n]
+    moves = np.stack([np.cos(angles), np.sin(angles)], axis=1) * step
+    return np.vstack([start[None], start + np.cumsum(moves, axis=0)])
+
+
+def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
+    short = min(image_hw)
+    length = uniform(rng, spec.length) * short
+    width = uniform(rng, spec.width)
+    heading = float(rng.uniform(0.0, 2 * math.pi))
+    step = max(1.5, length / 60)
+    # the trunk grows both ways from its origin and thins toward the tips
+    share = float(rng.uniform(0.35, 0.65))
+    paths = [
+        _walk(rng, np.zeros(2), heading, length * share, step),
+        _walk(rng, np.zeros(2), heading + math.pi, length * (1 - share), step),
+    ]
+    widths = [width, width]
+    for _ in range(integer(rng, spec.branches)):
+        trunk = paths[int(rng.integers(2))]
+        at = int(rng.integers(1, max(2, len(trunk) - 1)))
+        direction = trunk[min(at + 1, len(trunk) - 1)] - trunk[at - 1]
+        angle = math.atan2(direction[1], direction[0]) + (1.0 if rng.random() < 0.5 else -1.0) * float(rng.uniform(0.4, 1.1))
+        fraction = 1.0 - at / len(trunk)  # thinner the farther out the branch starts
+        paths.append(_walk(rng, trunk[at], angle, length * float(rng.uniform(0.15, 0.4)), step))
+        widths.append(max(0.6, width * (0.35 + 0.45 * fraction)))
+    paths = _fit(paths, width / 2 + 2, image_hw)
+    every = np.vstack(paths)
+    canvas = _Canvas(every, width / 2 + 2)
+    for path, w in zip(paths, widths):
+        along = np.linspace(0.0, 1.0, len(path) - 1)
+        canvas.stroke(path, w * (1.0 - 0.75 * along**1.3))
+    alpha = _alpha(canvas.coverage())
+    strength = uniform(rng, spec.contrast) * _smooth(rng, alpha.shape, max(6.0, length / 8), 0.75, 1.0)
+    alpha, strength = _crop(alpha, strength)
+    return (alpha, *_toward("dark", strength))
+
+
+def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
+    short = min(image_hw)
+    radius = uniform(rng, spec.size) * short / 2
+    # polar blob: the radius wanders with a few low harmonics (their sum stays above −0.6)
+    phi = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
+    k = np.arange(1, 7)[:, None]
+    amps = rng.uniform(0.0, 0.25, (6, 1)) / k
+    phases = rng.uniform(0.0, 2 * math.pi, (6, 1))
+    r = radius * (1.0 + (amps * np.cos(k * phi + phases)).sum(axis=0))
+    r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(phi - rng.uniform(0.0, math.pi)))  # a little elongated
+    (outline,) = _fit([np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)], 2.0, image_hw)
+    canvas = _Canvas(outline, 2.0)
+    canvas.fill(outline)
+    coverage = canvas.coverage()
+    alpha = _alpha(coverage)
+    # dye settles unevenly, and often darker along the rim where it dried last
+    inner = cv2.GaussianBlur(coverage, (0, 0), max(1.0, radius * 0.15))
+    rim = np.clip((1.0 - inner) * 2.0, 0.0, 1.0) * float(rng.uniform(0.0, 0.6))
+    strength = uniform(rng, spec.opacity) * (_smooth(rng, alpha.shape, max(4.0, radius / 2), 0.65, 1.0) + rim)
+    np.clip(strength, 0.0, 1.0, out=strength)
+    alpha, strength = _crop(alpha, strength)
+    tint = np.array(spec.colors[int(rng.integers(len(spec.colors)))], np.float32)
+    # towards mostly a multiply by the tint (a transparent dye darkens every surface it covers)
+    # and a little of the tint itself (a deposit, which is what shows on dark surfaces)
+    k3 = strength[..., None]
+    gain = k3 * (tint * (0.8 / 255.0) - 1.0)
+    gain += 1.0
+    return alpha, gain, k3 * (0.1 * tint)
+
+
+class _Ellipse:
+    """An ellipse (semi-axes a ≥ b, rotated by `angle`) centred in a small patch, evaluated per pixel.
+
+    Pixel coverage is found analytically: ρ² = (u/a)² + (v/b)², and the signed distance to the
+    edge is about (ρ² − 1) / |∇ρ²|, so coverage ≈ clip(0.5 − distance, 0, 1).
+    """
+
+    def __init__(self, a: float, b: float, angle: float, shift: np.ndarray, pad: float = 2.0) -> None:
+        c, s = math.cos(angle), math.sin(angle)
+        reach_x, reach_y = math.hypot(a * c, b * s), math.hypot(a * s, b * c)
+        height, width = int(math.ceil(2 * (reach_y + pad))), int(math.ceil(2 * (reach_x + pad)))
+        x = np.arange(width, dtype=np.float32)[None, :] + np.float32(0.5 - width / 2 - shift[0])
+        y = np.arange(height, dtype=np.float32)[:, None] + np.float32(0.5 - height / 2 - shift[1])
+        u, v = x * c + y * s, y * c - x * s  # broadcast to h×w here
+        self.x, self.y = x, y
+        self.rho2 = (u / a) ** 2 + (v / b) ** 2
+        du, dv = u * (2 / a**2), v * (2 / b**2)
+        self.gx, self.gy = du * c - dv * s, du * s + dv * c  # ∇ρ² in image axes
+        distance = (self.rho2 - 1.0) / np.maximum(np.hypot(self.gx, self.gy), 1e-6)
+        self.coverage = np.clip(0.5 - distance, 0.0, 1.0)
+
+
+def _pit(spec: PitSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
+    radius = max(0.5, min(uniform(rng, spec.radius), min(image_hw) / 2 - 3))  # patch fits the image
+    shape = _Ellipse(radius, radius * float(rng.uniform(0.75, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
+    alpha = _alpha(shape.coverage)
+    contrast = uniform(rng, spec.contrast)
+    # a dark floor, darkest in the middle; the inner wall facing the light is lit near the rim
+    light = float(rng.uniform(0.0, 2 * math.pi))
+    rho = np.sqrt(shape.rho2)
+    facing = -(shape.x * math.cos(light) + shape.y * math.sin(light)) / np.maximum(rho * radius, 1e-3)
+    wall = np.clip(facing, 0.0, 1.0) ** 1.5 * np.clip(1.0 - np.abs(rho - 0.7) * (1 / 0.28), 0.0, 1.0)
+    dark = contrast * np.clip(1.0 - 0.45 * shape.rho2, 0.0, 1.0) * (1.0 - wall)
+    lit = (0.6 * contrast) * wall
+    alpha, dark, lit = _crop(alpha, dark, lit)
+    return alpha, 1.0 - dark - lit, 255.0 * lit
+
+
+def _dent(spec: DentSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
+    radius = max(0.5, min(uniform(rng, spec.size) * min(image_hw) / 2, min(image_hw) / 2 - 3))
+    shape = _Ellipse(radius, radius * float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
+    alpha = _alpha(shape.coverage)
+    # depth z = −(1 − ρ²)² inside; brightness follows the slope facing the light (−∇z · light)
+    light = float(rng.uniform(0.0, 2 * math.pi))
+    slope = np.clip(1.0 - shape.rho2, 0.0, None) * (shape.gx * math.cos(light) + shape.gy * math.sin(light))
+    slope *= alpha >= 0.5  # change pixels only inside the dent (holds analytically; made certain)
+    shade = slope * (uniform(rng, spec.contrast) / max(float(np.abs(slope).max()), 1e-6))
+    alpha, shade = _crop(alpha, shade)
+    up, down = np.clip(shade, 0.0, None), np.clip(shade, None, 0.0)
+    return alpha, 1.0 - up + down, 255.0 * up
+
+
+def _particles(spec: ParticlesSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
+    short = min(image_hw)
+    spread = max(0.0, min(uniform(rng, spec.spread) * short, short / 2 - 6))  # patch fits the image
+    n = integer(rng, spec.dots)
+    # centres on pixel centres, so a dot of radius ≥ 0.4 px always covers its own pixel by half
+    angles = rng.uniform(0.0, 2 * math.pi, n)
+    dist = spread * np.clip(np.abs(rng.normal(0.0, 0.5, n)), 0.0, 1.0)
+    centres = np.floor(np.stack([dist * np.cos(angles), dist * np.sin(angles)], axis=1)) + 0.5
+    radii = np.minimum(rng.uniform(spec.dot_radius[0], spec.dot_radius[1], n), max(0.5, (short - 4) / 2 - spread))
+    canvas = _Canvas(centres, float(radii.max()) + 2)
+    strength = np.zeros((canvas.height, canvas.width), np.float32)
+    contrast = uniform(rng, spec.contrast)
+    fixed = canvas.fixed(centres).tolist()
+    pixels = np.floor(canvas.local(centres)).astype(int).tolist()
+    sub_radii = np.round(radii * (_SS << _SHIFT)).astype(int).tolist()
+    reach = (np.ceil(radii).astype(int) + 1).tolist()
+    for centre, pixel, r, k, cover in zip(fixed, pixels, sub_radii, (rng.uniform(0.6, 1.0, n) * contrast).tolist(), reach):
+        cv2.circle(canvas.pixels, centre, r, 255, -1, cv2.LINE_8, _SHIFT)
+        cv2.circle(strength, pixel, cover, k, -1)  # each dot's own strength over its footprint
+    alpha = _alpha(canvas.coverage())
+    tone = _pick_tone(rng, spec.tone)
+    alpha, strength = _crop(alpha, strength)
+    return (alpha, *_toward(tone, strength))
+
+
+_MAKERS: dict[type, Callable[[Spec, np.random.Generator, tuple[int, int]], Made]] = {
+    ScratchSpec: _scratch,
+    CrackSpec: _crack,
+    StainSpec: _stain,
+    PitSpec: _pit,
+    DentSpec: _dent,
+    ParticlesSpec: _particles,
+}

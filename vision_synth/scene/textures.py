@@ -1,0 +1,286 @@
+"""Seeded procedural backgrounds: brushed metal, cast metal, wood, woven fabric, painted plastic.
+
+Every texture is a scalar field in [0, 1] mapped onto a two-colour ramp. To stay within a couple
+of milliseconds at 512×512, noise is drawn on small grids and upsampled with cv2, and oriented
+patterns (streaks, grain, weave) are built once in their own axes on a small source array and
+rotated into place with a single `cv2.warpAffine`.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from typing import Callable
+
+import cv2
+import numpy as np
+
+TEXTURES: tuple[str, ...] = ("brushed_metal", "cast_metal", "wood", "fabric", "painted")
+
+
+def make_texture(name: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """An H×W×3 uint8 RGB image of texture `name`; all randomness comes from `rng`."""
+    if name not in _MAKERS:
+        raise ValueError(f"unknown texture {name!r}; expected one of {', '.join(TEXTURES)}")
+    if height < 1 or width < 1:
+        raise ValueError(f"texture size must be positive, got {height}×{width}")
+    return _MAKERS[name](rng, int(height), int(width))
+
+
+# ---------------------------------------------------------------- building blocks
+
+_UNIT = math.sqrt(12.0)  # scales a centred uniform draw to unit variance
+
+
+def _noise(rng: np.random.Generator, grid: tuple[int, int], size: tuple[int, int], cubic: bool = False) -> np.ndarray:
+    """Unit-variance value noise on a `grid` (rows, cols) upsampled to `size` (rows, cols), float32.
+
+    Uniform draws are used, not normal ones: four times cheaper and alike once smoothed.
+    """
+    small = rng.random((max(2, grid[0]), max(2, grid[1])), dtype=np.float32)
+    small -= 0.5
+    small *= _UNIT
+    interp = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+    return cv2.resize(small, (size[1], size[0]), interpolation=interp)
+
+
+def _cells(extent: float, cell: float) -> int:
+    """Grid points needed to cover `extent` pixels with cells of `cell` pixels."""
+    return max(2, int(math.ceil(extent / cell)) + 1)
+
+
+def _oriented_frame(height: int, width: int, angle: float, step_u: float, step_v: float) -> tuple[int, int]:
+    """Source size (rows along v, cols along u) that covers the image when u points at `angle`.
+
+    u runs along `angle` sampled every `step_u` pixels, v across it every `step_v` pixels; two
+    samples of margin on each side keep every bilinear lookup inside the source.
+    """
+    c, s = abs(math.cos(angle)), abs(math.sin(angle))
+    along, across = width * c + height * s, width * s + height * c
+    return int(math.ceil(across / step_v)) + 4, int(math.ceil(along / step_u)) + 4
+
+
+def _rotate_into_image(source: np.ndarray, height: int, width: int, angle: float, step_u: float, step_v: float) -> np.ndarray:
+    """Sample `source` (rows v, cols u, centred on the image centre) onto the H×W image.
+
+    The source covers the whole image (see `_oriented_frame`), so the border mode is never used
+    and OpenCV stays on its fast path.
+    """
+    c, s = math.cos(angle), math.sin(angle)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    cu, cv = (source.shape[1] - 1) / 2.0, (source.shape[0] - 1) / 2.0
+    m = np.array(
+        [
+            [c / step_u, s / step_u, cu - (cx * c + cy * s) / step_u],
+            [-s / step_v, c / step_v, cv - (-cx * s + cy * c) / step_v],
+        ],
+        np.float64,
+    )
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(source, m, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _uneven(rng: np.random.Generator, field: np.ndarray, cell: float, amount: float, scale: float = 1.0) -> np.ndarray:
+    """`field` (any depth) × scale × (1 + amount × smooth noise of `cell`-pixel cells), as float32."""
+    height, width = field.shape
+    gain = _noise(rng, (_cells(height, cell), _cells(width, cell)), (height, width))
+    gain *= amount * scale
+    gain += scale
+    return cv2.multiply(field, gain, dtype=cv2.CV_32F)
+
+
+def _colorize(field: np.ndarray, dark: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """Map a float32 field in [0, 1] linearly from `dark` to `light` (RGB 0..255): H×W×3 uint8."""
+    field = np.clip(field, 0.0, 1.0, out=field)
+    # per channel |a·x + b| saturated to uint8; a·x + b stays between dark and light, so never negative
+    channels = [cv2.convertScaleAbs(field, alpha=float(hi - lo), beta=float(lo)) for lo, hi in zip(dark, light)]
+    return cv2.merge(channels)
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    """An RGB colour (0..255, float32) from hue in degrees, saturation and value in [0, 1]."""
+    r, g, b = colorsys.hsv_to_rgb((h % 360.0) / 360.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
+    return np.array([r, g, b], np.float32) * 255.0
+
+
+# ---------------------------------------------------------------- textures
+
+
+def _brushed_metal(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    angle = float(rng.uniform(0.0, math.pi))
+    step_u, step_v = 8.0, float(rng.uniform(0.8, 1.4))  # u along the brushing, v across (streak pitch)
+    rows, cols = _oriented_frame(height, width, angle, step_u, step_v)
+    along_px = cols * step_u
+    streak = float(rng.uniform(30.0, 120.0))  # typical streak length in pixels
+    source = _noise(rng, (rows, _cells(along_px, streak)), (rows, cols))
+    source *= 0.06
+    coarse = _noise(rng, (_cells(rows, 6.0), _cells(along_px, streak * 3)), (rows, cols))
+    cv2.scaleAdd(coarse, 0.05, source, dst=source)
+    # anisotropic reflection: a soft highlight band across the streaks, i.e. varying along u
+    u = np.linspace(-0.5, 0.5, cols, dtype=np.float32)
+    centre, spread = float(rng.uniform(-0.35, 0.35)), float(rng.uniform(0.12, 0.35))
+    band = float(rng.uniform(0.08, 0.22)) * np.exp(-(((u - centre) / spread) ** 2))
+    source += (band + (0.5 - 0.5 * float(band.mean())))[None, :]
+    field = _rotate_into_image(source, height, width, angle, step_u, step_v)
+
+    grey = float(rng.uniform(120.0, 190.0))
+    tint = rng.uniform(-6.0, 6.0, 3).astype(np.float32) + float(rng.uniform(-6.0, 6.0)) * np.array([-1, 0, 1], np.float32)
+    dark = np.clip(grey * 0.45 + tint, 0, 255)
+    light = np.clip(grey * 1.45 + tint, 0, 255)
+    return _colorize(field, dark, light)
+
+
+def _cast_metal(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    short = min(height, width)
+    # multi-octave value noise built as a pyramid up to a quarter of the image
+    cells = float(rng.uniform(3.0, 7.0))
+    grid = (max(2, round(cells * height / short)), max(2, round(cells * width / short)))
+    field = _noise(rng, grid, grid)
+    persistence, amp = float(rng.uniform(0.55, 0.75)), 1.0
+    target = (max(2, height // 4), max(2, width // 4))
+    while field.shape[0] < target[0] or field.shape[1] < target[1]:
+        size = (min(field.shape[0] * 2, target[0]), min(field.shape[1] * 2, target[1]))
+        size = (max(size[0], field.shape[0]), max(size[1], field.shape[1]))
+        amp *= persistence
+        field = cv2.resize(field, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        field += amp * _noise(rng, size, size)
+    field *= float(rng.uniform(0.08, 0.13))
+    # small dark pits (about two pixels across): peaks of half-resolution noise above a high
+    # threshold; kept faint so they do not pass for the labelled `pit` defect
+    half = (max(2, height // 2), max(2, width // 2))
+    field = cv2.resize(field, (half[1], half[0]), interpolation=cv2.INTER_LINEAR)
+    pits = rng.random(half, dtype=np.float32)
+    threshold = float(rng.uniform(0.99, 0.997))
+    pits -= threshold
+    field -= np.clip(pits, 0.0, None, out=pits) * (0.45 / (1.0 - threshold))
+    field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+    # sandy grain, and a dark speckle on the top 2/256 of it: the one full-resolution draw
+    grain = np.frombuffer(rng.bytes(height * width), np.uint8).reshape(height, width)
+    levels = np.arange(256, dtype=np.float32) * (0.2 / 255.0) + 0.4
+    levels[254:] -= 0.12
+    field += cv2.LUT(grain, levels)
+
+    grey = float(rng.uniform(90.0, 170.0))
+    warm = float(rng.uniform(-8.0, 10.0)) * np.array([1.0, 0.3, -1.0], np.float32)
+    dark = np.clip(grey * 0.3 + warm * 0.5, 0, 255)
+    light = np.clip(grey * 1.7 + warm, 0, 255)
+    return _colorize(field, dark, light)
+
+
+def _ring_profile(rng: np.random.Generator, rings: int) -> np.ndarray:
+    """256 brightness levels (uint8) spanning `rings` growth rings: light earlywood, a dark
+    latewood band of random width per ring, and fine fibre lines parallel to the rings."""
+    per = 256 // rings
+    t = (np.arange(256, dtype=np.float32) % per) / per
+    ring = np.arange(256) // per
+    width = rng.uniform(0.15, 0.45, rings + 1).astype(np.float32)[ring]
+    depth = rng.uniform(0.6, 1.0, rings + 1).astype(np.float32)[ring]
+    # latewood: a band rising sharply and fading slowly, so rings look asymmetric like real wood
+    band = np.clip(1.0 - np.abs(t - (1.0 - width)) / width, 0.0, 1.0) ** 1.5
+    fibres = cv2.resize(rng.random((1, rings * 12), dtype=np.float32), (256, 1), interpolation=cv2.INTER_LINEAR)[0]
+    levels = 0.8 - 0.5 * depth * band + 0.1 * (fibres - 0.5)
+    return np.clip(levels * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _wood(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    angle = float(rng.uniform(0.0, math.pi))  # grain direction
+    short = min(height, width)
+    period = float(rng.uniform(0.02, 0.06)) * max(short, 160)  # ring spacing in pixels
+    rings = 3  # rings per cycle of the profile table
+    # the ring phase is smooth (distance across the grain plus a warp stretched along the grain),
+    # so it is built on a coarse source and interpolated closely enough by one warpAffine
+    step = 4.0
+    rows, cols = _oriented_frame(height, width, angle, step, step)
+    phase = _noise(rng, (_cells(rows * step, short / 2.0), _cells(cols * step, short / 0.7)), (rows, cols), cubic=True)
+    phase *= period * float(rng.uniform(1.0, 3.0))
+    wiggle = _noise(rng, (_cells(rows * step, short / 6.0), _cells(cols * step, short / 2.5)), (rows, cols), cubic=True)
+    cv2.scaleAdd(wiggle, period * 0.2, phase, dst=phase)
+    phase += np.arange(rows, dtype=np.float32)[:, None] * step
+    phase *= 256.0 / (rings * period)
+    phase += 256.0 * 64.0  # positive, so truncation to an integer and wrapping to a byte is a modulo
+    field = _rotate_into_image(phase, height, width, angle, step, step)
+    index = field.astype(np.int32).astype(np.uint8)  # integer casts wrap: phase mod 256
+    field = cv2.LUT(index, _ring_profile(rng, rings))
+    field = _uneven(rng, field, short / 5, 0.06, 1.0 / 255.0)
+
+    hue = float(rng.uniform(18.0, 36.0))
+    value = float(rng.uniform(0.55, 0.9))
+    sat = float(rng.uniform(0.35, 0.65))
+    light = _hsv(hue, sat, value)
+    dark = _hsv(hue - float(rng.uniform(0.0, 8.0)), sat + 0.2, value * float(rng.uniform(0.3, 0.5)))
+    return _colorize(field, dark, light)
+
+
+# weave repeats: True where the warp (vertical thread) lies on top
+_WEAVES = (
+    np.array([[1, 0], [0, 1]], bool),  # plain
+    np.array([[(i + j) % 4 < 2 for j in range(4)] for i in range(4)], bool),  # 2/2 twill
+    np.array([[(3 * i + j) % 5 != 0 for j in range(5)] for i in range(5)], bool),  # satin
+)
+_THREADS = 20  # threads per tile: a multiple of every weave repeat; variation repeats this often
+
+
+def _fabric(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    angle = float(rng.uniform(0.0, math.pi))
+    weave = _WEAVES[(0, 0, 1, 1, 2)[int(rng.integers(5))]]
+    pitch = int(rng.integers(3, 9))  # thread width in pixels
+    # one tile of _THREADS×_THREADS threads: a lit ridge across each thread, darker where it dives under
+    t = (np.arange(pitch, dtype=np.float32) + 0.5) / pitch
+    ridge = np.sin(np.pi * t) ** 0.7
+    arch = 0.75 + 0.25 * np.sin(np.pi * t)
+    reps = _THREADS // weave.shape[0]
+    top = np.kron(np.tile(weave, (reps, reps)), np.ones((pitch, pitch), bool))
+    warp_threads = np.tile(ridge[None, :] * arch[:, None], (_THREADS, _THREADS))
+    weft_threads = np.tile(ridge[:, None] * arch[None, :], (_THREADS, _THREADS))
+    # thread-to-thread thickness and dye variation
+    warp_threads *= np.repeat(rng.uniform(0.85, 1.1, _THREADS).astype(np.float32), pitch)[None, :]
+    weft_threads *= np.repeat(rng.uniform(0.85, 1.1, _THREADS).astype(np.float32), pitch)[:, None]
+    weft_threads *= float(rng.uniform(0.65, 1.0))
+    tile = (np.where(top, warp_threads, weft_threads) * 220.0 + 0.5).astype(np.uint8)
+    rows, cols = _oriented_frame(height, width, angle, 1.0, 1.0)
+    source = cv2.repeat(tile, -(-rows // tile.shape[0]), -(-cols // tile.shape[1]))
+    field = _rotate_into_image(source, height, width, angle, 1.0, 1.0)
+    field = _uneven(rng, field, min(height, width) / 4, 0.1, 0.8 / 220.0)
+    field += 0.1
+
+    hue = float(rng.uniform(0.0, 360.0))
+    sat = float(rng.uniform(0.15, 0.75))
+    value = float(rng.uniform(0.35, 0.95))
+    light = _hsv(hue + float(rng.uniform(-15.0, 15.0)), sat * float(rng.uniform(0.5, 1.0)), value)
+    dark = _hsv(hue, min(1.0, sat * 1.2), value * 0.25)
+    return _colorize(field, dark, light)
+
+
+def _painted(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    # everything here is smooth or faint, so it is built at half resolution and upsampled once
+    hh, hw = max(2, (height + 1) // 2), max(2, (width + 1) // 2)
+    gh, gw = min(hh, 33), min(hw, 33)
+    y = np.linspace(-1.0, 1.0, gh, dtype=np.float32)[:, None] * (height / max(height, width))
+    x = np.linspace(-1.0, 1.0, gw, dtype=np.float32)[None, :] * (width / max(height, width))
+    direction = float(rng.uniform(0.0, 2 * math.pi))
+    gradient = float(rng.uniform(0.05, 0.25)) * (x * math.cos(direction) + y * math.sin(direction))
+    vignette = float(rng.uniform(0.05, 0.3)) * (x * x + y * y)
+    shade = cv2.resize(0.78 + gradient - vignette, (hw, hh), interpolation=cv2.INTER_LINEAR)
+    # slow unevenness, orange peel and a faint grain
+    short = min(hh, hw)
+    shade += 0.02 * _noise(rng, (_cells(hh, short / 3), _cells(hw, short / 3)), (hh, hw))
+    shade += 0.012 * _noise(rng, (_cells(hh, 3.0), _cells(hw, 3.0)), (hh, hw))
+    shade += (rng.random((hh, hw), dtype=np.float32) - 0.5) * 0.02
+    shade = cv2.resize(shade, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    hue = float(rng.uniform(0.0, 360.0))
+    grey = rng.random() < 0.35  # industrial greys are common
+    sat = float(rng.uniform(0.0, 0.12) if grey else rng.uniform(0.3, 0.85))
+    colour = _hsv(hue, sat, float(rng.uniform(0.3, 0.95)))
+    # a ramp from black to colour×1.28, read at shade / 1.28, is the colour scaled by the shade
+    shade *= 1.0 / 1.28
+    return _colorize(shade, np.zeros(3, np.float32), colour * 1.28)
+
+
+_MAKERS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+    "brushed_metal": _brushed_metal,
+    "cast_metal": _cast_metal,
+    "wood": _wood,
+    "fabric": _fabric,
+    "painted": _painted,
+}
