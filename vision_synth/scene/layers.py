@@ -8,6 +8,7 @@ pixels are `under * (1 - alpha) + render(under) * alpha`, so pixels and mask com
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -31,7 +32,7 @@ class Layer:
         if self.alpha.ndim != 2 or self.alpha.dtype != np.float32:
             raise ValueError(f"layer alpha must be h×w float32, got {self.alpha.shape} {self.alpha.dtype}")
 
-    @property
+    @cached_property
     def mask(self) -> np.ndarray:
         return self.alpha >= MASK_THRESHOLD
 
