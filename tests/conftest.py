@@ -47,7 +47,7 @@ def coco_self_eval(annotations: Path, iou_type: str) -> float:
     for ann in gt.dataset["annotations"]:
         det = {"image_id": ann["image_id"], "category_id": ann["category_id"], "score": 1.0}
         det["bbox" if iou_type == "bbox" else "segmentation"] = ann["bbox" if iou_type == "bbox" else "segmentation"]
-        if iou_type == "segm" and isinstance(det["segmentation"], list):
+        if iou_type == "segm":  # polygons and uncompressed RLE as compressed RLE
             det["segmentation"] = gt.annToRLE(ann)
         dets.append(det)
     dt = gt.loadRes(dets)

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG to write (default DIR/previews/grid.png)")
     p.add_argument("--max-images", type=int, default=16)
     p.set_defaults(func=cmd_preview)
+
+    from vision_synth.coco.commands import add_dataset_parsers
+
+    add_dataset_parsers(sub)
     return parser
 
 

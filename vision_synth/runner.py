@@ -25,7 +25,9 @@ from vision_synth.coco.writer import (ShardWriter, done_indices, encode_image, i
 from vision_synth.errors import VisionSynthError
 
 STATE_DIR = ".vision_synth"
-OUTPUTS = ("images", "annotations.json", "dataset_card.md", "previews", STATE_DIR)
+# what a run writes (and --overwrite removes): never anything else in the directory
+OUTPUTS = ("images", "annotations.json", "annotations_*.json", "annotations.rejected.json", "dataset_card.md",
+           "report.html", "quality.json", "REJECTED.md", "previews", STATE_DIR)
 
 
 @dataclass
@@ -68,12 +70,12 @@ def prepare_output(out_dir: Path, config, overwrite: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         previous = json.loads(state_file.read_text()) if state_file.is_file() else None
         if overwrite:
-            for name in OUTPUTS:
-                target = out_dir / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+            for pattern in OUTPUTS:
+                for target in out_dir.glob(pattern):
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink()
         elif previous is None:
             raise VisionSynthError(f"{out_dir}: directory is not empty and holds no vision_synth run; "
                                    "choose another --out or pass --overwrite")

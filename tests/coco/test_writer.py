@@ -62,3 +62,14 @@ def test_merge_limit_and_duplicates(tmp_path):
 def test_polygon_output_keeps_area_and_box_of_the_written_polygon(tmp_path):
     ann, _ = write_coco_dataset(tmp_path, synthetic_samples(), segmentation="polygon")
     check_coco_labels(ann)
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    import os
+
+    from vision_synth.coco.writer import write_atomic
+
+    write_atomic(tmp_path / "f.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~umask

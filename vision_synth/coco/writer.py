@@ -39,6 +39,15 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 92) -> bytes:
     return buf.tobytes()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files owner-only
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write to a temp file beside `path`, then rename: readers see the old file or the whole new one."""
     path = Path(path)
@@ -47,6 +56,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+            os.fchmod(f.fileno(), FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -178,6 +188,7 @@ def write_annotations(out_path: Path, shard_paths: list[Path], info: dict[str, A
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
             f.write('{"info":' + _dumps(info) + ',"licenses":[],"categories":' + _dumps(categories))
             f.write(',"images":[')
             for n, rec in enumerate(merged_records(shard_paths, limit)):
