@@ -151,3 +151,26 @@ def test_real_background_images_with_region(write_config, tmp_path):
     for a in data["annotations"]:
         x, y, w, h = a["bbox"]
         assert x >= 19 and y >= 14 and x + w <= 81 and y + h <= 61, a["bbox"]
+
+
+def test_augment_section_writes_copies_with_exact_labels(write_config, tmp_path):
+    pipeline = {"__version__": "2.0.8", "transform": {"__class_fullname__": "Compose", "p": 1.0, "transforms": [
+        {"__class_fullname__": "Affine", "p": 1.0, "rotate": [-30, 30], "scale": [0.8, 1.2]},
+        {"__class_fullname__": "RandomBrightnessContrast", "p": 1.0}]}}
+    augment = {"pipeline": pipeline, "copies": 2, "keep_originals": True,
+               "copy_paste": {"probability": 1.0, "count": [1, 2]}}
+    path = write_config(small_config(num_images=4, augment=augment))
+    out, again = tmp_path / "out", tmp_path / "again"
+    assert main(["generate", str(path), "--out", str(out), "--quiet"]) == 0
+    data = check_coco_labels(out / "annotations.json")
+    assert [im["id"] for im in data["images"]] == list(range(1, 13))  # 4 samples × (original + 2 copies)
+    stages = [im.get("stages") for im in data["images"]]
+    assert stages[0::3] == [None] * 4 and all("augment" in s for s in stages[1::3] + stages[2::3])
+    assert coco_self_eval(out / "annotations.json", "segm") == pytest.approx(1.0)
+    plain = tmp_path / "plain"
+    assert main(["generate", str(write_config(small_config(num_images=4), "plain.yaml")), "--out", str(plain), "--quiet"]) == 0
+    for k in range(4):  # the kept originals are the plain samples
+        original = out / "images" / f"{3 * k + 1:09d}.png"
+        assert original.read_bytes() == (plain / "images" / f"{k + 1:09d}.png").read_bytes()
+    assert main(["generate", str(path), "--out", str(again), "--quiet"]) == 0
+    assert digest(again) == digest(out)

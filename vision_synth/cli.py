@@ -91,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=16)
     p.set_defaults(func=cmd_preview)
 
+    from vision_synth.augment.command import add_augment_parser
     from vision_synth.coco.commands import add_dataset_parsers
 
+    add_augment_parser(sub)
     add_dataset_parsers(sub)
     return parser
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
+from vision_synth.augment.spec import AugmentSpec
 from vision_synth.errors import ConfigError
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
@@ -162,6 +163,10 @@ class DatasetConfig(Spec):
     generator: Literal["procedural"] = "procedural"
     scene: SceneSpec
     output: OutputSpec = OutputSpec()
+    augment: AugmentSpec | None = None
+
+    # the augmentation pipeline, loaded (and checked) with the config; hashed by content
+    _pipeline: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _categories_known(self) -> DatasetConfig:
@@ -177,6 +182,16 @@ class DatasetConfig(Spec):
         return self
 
     @property
+    def images_per_sample(self) -> int:
+        """Output images per generated sample: 1, or the augmentation's copies (+ the original)."""
+        return self.augment.slots if self.augment else 1
+
+    @property
+    def pipeline(self):
+        """The loaded albumentations pipeline of `augment:` (None without one)."""
+        return self._pipeline
+
+    @property
     def category_ids(self) -> dict[str, int]:
         return {c.name: c.id for c in self.categories}
 
@@ -184,6 +199,8 @@ class DatasetConfig(Spec):
         """sha256 of the config as validated (scene inlined, paths as written), num_images aside:
         samples depend on everything here but the count."""
         data = self.model_dump(mode="json", exclude={"num_images"})
+        if self._pipeline is not None:  # a pipeline file: hash what it says, not its path
+            data["augment"]["pipeline"] = self._pipeline.to_dict()
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -282,6 +299,8 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
     if scene is None:  # inline scene: its paths are relative to the config file
         config.scene._base_dir = path.resolve().parent
     _check_category_names(config, path)
+    if config.augment is not None:
+        config._pipeline = config.augment.load_pipeline(path.resolve().parent)
     return config
 
 

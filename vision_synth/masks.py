@@ -31,9 +31,9 @@ def derive_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def mask_areas(masks: np.ndarray) -> np.ndarray:
-    """Pixel count of each mask, int64."""
+    """Pixel count of each mask (N×H×W, N may be 0), int64."""
     masks = np.asarray(masks, dtype=bool)
-    return masks.reshape(masks.shape[0], -1).sum(axis=1, dtype=np.int64)
+    return np.fromiter((np.count_nonzero(m) for m in masks), np.int64, count=len(masks))
 
 
 def column_runs(mask: np.ndarray) -> list[int]:

@@ -110,12 +110,13 @@ def dataset_info(config) -> dict:
 def generate_indices(config, generator, out_dir: Path, indices: list[int], shard_name: str,
                      show_progress: bool = True) -> int:
     """Generate and write the samples `indices` (in increasing order) with `generator` (anything with
-    `samples(indices) -> list[Sample]` and a `batch_size`); returns how many."""
+    `samples(indices) -> list[Sample]` and a `batch_size`); returns how many images were written."""
     fmt, quality = config.image.format, config.image.quality
     out = config.output
     config_hash = config.config_hash()
     shard = out_dir / STATE_DIR / "shards" / shard_name
     batch = max(1, getattr(generator, "batch_size", 1))
+    written = 0
     with ShardWriter(shard) as writer, tqdm(total=len(indices), desc="generating", unit="img",
                                              disable=not show_progress, leave=False) as bar:
         for start in range(0, len(indices), batch):
@@ -123,8 +124,9 @@ def generate_indices(config, generator, out_dir: Path, indices: list[int], shard
                 name = image_file_name(sample.index, fmt)
                 write_atomic(out_dir / "images" / name, encode_image(sample.image, fmt, quality))
                 writer.add(sample_records(sample, name, out.segmentation, out.amodal, config_hash))
-                bar.update(1)
-    return len(indices)
+                written += 1
+            bar.update(min(batch, len(indices) - start))
+    return written
 
 
 def publish(config, out_dir: Path) -> dict[str, int]:
@@ -133,7 +135,7 @@ def publish(config, out_dir: Path) -> dict[str, int]:
 
     categories = [c.model_dump() for c in config.categories]
     counts = write_annotations(out_dir / "annotations.json", shard_paths(out_dir), dataset_info(config),
-                               categories, limit=config.num_images)
+                               categories, limit=config.num_images * config.images_per_sample)
     names = {c.id: c.name for c in config.categories}
     per_class = {names[cid]: n for cid, n in counts.items()}
     if config.output.preview_images:
@@ -176,14 +178,44 @@ report the synthetic share of every training set.
 
 
 def make_generator(config):
-    """The sample generator named by `config.generator`; it loads and checks its assets now."""
+    """The sample generator named by `config.generator` (wrapped by the augmentation stage when the
+    config has `augment:`); it loads and checks its assets now."""
     if config.generator == "diffusion":
         from vision_synth.diffusion import DiffusionGenerator
 
-        return DiffusionGenerator(config)
-    from vision_synth.scene.compositor import Compositor
+        generator = DiffusionGenerator(config)
+    else:
+        from vision_synth.scene.compositor import Compositor
 
-    return Compositor(config)
+        generator = Compositor(config)
+    return generator if config.augment is None else AugmentedGenerator(generator, config)
+
+
+class AugmentedGenerator:
+    """Generated samples followed by the augmentation stage: sample i becomes the outputs
+    `i * slots + slot` (the original when kept, then copies), copy c drawn from (seed, i, c) alone.
+    Copy-paste takes its instances from other generated samples, chosen by the copy's generator."""
+
+    def __init__(self, base, config) -> None:
+        self.base, self.config = base, config
+        self.batch_size = getattr(base, "batch_size", 1)
+
+    def _sources(self, rng):
+        n = self.config.num_images
+        picks = rng.choice(n, size=min(self.config.augment.copy_paste.sources, n), replace=False)
+        return self.base.samples(sorted(int(i) for i in picks))
+
+    def outputs_of(self, index: int) -> range:
+        slots = self.config.augment.slots
+        return range(index * slots, (index + 1) * slots)
+
+    def samples(self, indices: list[int]):
+        from vision_synth.augment.stage import augmented_copies
+
+        out = []
+        for sample in self.base.samples(indices):
+            out += augmented_copies(sample, self.config.pipeline, self.config.augment, self._sources)
+        return out
 
 
 def distributed_state():
@@ -219,7 +251,8 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
         state.wait_for_everyone()
     attempt = json.loads((out_dir / STATE_DIR / "run.json").read_text())["attempt"]
     done = done_indices(shard_paths(out_dir))
-    todo = [i for i in range(config.num_images) if i not in done]
+    outputs = getattr(generator, "outputs_of", lambda i: (i,))
+    todo = [i for i in range(config.num_images) if not all(o in done for o in outputs(i))]
     rank = 0 if state is None else state.process_index
     shard = f"part-{attempt:04d}-rank-{rank:04d}.jsonl"
     if state is None:
@@ -228,11 +261,12 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
         with state.split_between_processes(todo) as mine:
             generate_indices(config, generator, out_dir, list(mine), shard, show_progress and is_main)
         state.wait_for_everyone()
-        generated = len(todo)
+        generated = len(todo) * config.images_per_sample
     if not is_main:
         return None
     per_class = publish(config, out_dir)
-    return RunSummary(out_dir, config.num_images, generated, per_class, time.perf_counter() - start)
+    images = config.num_images * config.images_per_sample
+    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start)
 
 
 def launch(argv: list[str], processes: int) -> int:

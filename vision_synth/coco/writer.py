@@ -105,6 +105,7 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
     amodal_rles = mask_ops.encode_rle(inst.amodal_masks) if amodal and inst.amodal_masks is not None else None
     occlusion = inst.attributes.get("occlusion")
     sources = inst.attributes.get("source")
+    approximate = inst.attributes.get("approximate")
     annotations = []
     for k, rle in enumerate(rles):
         seg, area, box = _segmentation(inst.masks[k], rle, segmentation)
@@ -122,6 +123,8 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
         }
         if occlusion is not None:
             ann["occlusion"] = round(float(occlusion[k]), 4)
+        if approximate is not None and approximate[k]:
+            ann["approximate"] = True  # from a box-only input: the mask is a transformed box, not the shape
         if amodal_rles is not None:
             ann["amodal_segmentation"] = amodal_rles[k]
         annotations.append(ann)
