@@ -19,9 +19,9 @@ def _load(args):
 
 def cmd_validate(args) -> int:
     config = _load(args)
-    from vision_synth.scene.compositor import Compositor
+    from vision_synth.runner import make_generator
 
-    Compositor(config)  # assets too: backgrounds, sprites, COCO sources, region masks
+    make_generator(config)  # assets too: backgrounds, sprites, COCO sources, region masks, models
     names = ", ".join(f"{c.id}:{c.name}" for c in config.categories)
     print(f"{args.config}: ok ({config.num_images} images {config.image.width}×{config.image.height}, "
           f"categories {names}, config hash {config.config_hash()})")

@@ -11,6 +11,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from vision_synth.augment.spec import AugmentSpec
+from vision_synth.diffusion.spec import DiffusionSpec
 from vision_synth.errors import ConfigError
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
@@ -160,8 +161,9 @@ class DatasetConfig(Spec):
     num_images: int = Field(ge=1)
     image: ImageSpec
     categories: list[CategorySpec] | None = None
-    generator: Literal["procedural"] = "procedural"
+    generator: Literal["procedural", "diffusion"] = "procedural"
     scene: SceneSpec
+    diffusion: DiffusionSpec | None = None
     output: OutputSpec = OutputSpec()
     augment: AugmentSpec | None = None
 
@@ -179,6 +181,14 @@ class DatasetConfig(Spec):
             raise ValueError(f"categories: duplicate id in {ids}")
         if len(set(names)) != len(names):
             raise ValueError(f"categories: duplicate name in {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _generator_has_its_section(self) -> DatasetConfig:
+        if self.generator == "diffusion" and self.diffusion is None:
+            raise ValueError("generator: diffusion needs a diffusion: section")
+        if self.generator != "diffusion" and self.diffusion is not None:
+            raise ValueError("diffusion: applies to generator: diffusion only")
         return self
 
     @property
@@ -306,6 +316,10 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
 
 def _check_category_names(config: DatasetConfig, path: Path) -> None:
     known = config.category_ids
+    for name in config.diffusion.prompts if config.diffusion else ():
+        if name not in known:
+            raise ConfigError(f"{path}: diffusion.prompts.{name}: unknown category {name!r} "
+                              f"(categories: {', '.join(known)})")
     for group in ("objects", "defects"):
         for i, entry in enumerate(getattr(config.scene, group)):
             if entry.category not in known:

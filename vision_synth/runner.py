@@ -145,6 +145,14 @@ def publish(config, out_dir: Path) -> dict[str, int]:
     return per_class
 
 
+def _diffusion_line(config) -> str:
+    d = config.diffusion
+    if d is None:
+        return ""
+    extra = f", ControlNet `{d.controlnet}`" if d.controlnet else ""
+    return f"; diffusion `{d.mode}` with `{d.model}`{extra}, {d.steps} steps, scheduler {d.scheduler}"
+
+
 def dataset_card(config, per_class: dict[str, int]) -> str:
     import platform
 
@@ -156,7 +164,7 @@ Created {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by vision_sy
 (Python {platform.python_version()}).
 
 ## Provenance
-- generator: `{config.generator}` (procedural scene `{config.scene.name or 'inline'}`)
+- generator: `{config.generator}` (scene `{config.scene.name or 'inline'}`{_diffusion_line(config)})
 - config hash: `{config.config_hash()}`, seed: `{config.seed}`
 - images: {config.num_images}, {config.image.width}×{config.image.height} {config.image.format}
 - every image and annotation is synthetic (`"synthetic": true` in annotations.json); labels are

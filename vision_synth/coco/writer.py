@@ -95,6 +95,8 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
         "index": sample.index,
         "config_hash": config_hash,
     }
+    if prov.model_hash:
+        image["model_hash"] = prov.model_hash
     if prov.background:
         image["background"] = prov.background
     if prov.stages:

@@ -1,0 +1,300 @@
+"""DiffusionGenerator: samples whose pixels come from a diffusers pipeline and whose labels come from
+the layout the scene's compositor planned for the same (seed, index), checked against the pixels.
+
+Each mode turns layouts into pipeline jobs (one image each), runs them in batches, and finishes
+every sample from its job results: `_jobs → run → _finish`. A job's noise comes from its own
+torch.Generator (seed, index, job number), so a sample does not depend on which other samples share
+its batch. On CPU the pipeline is still called one job at a time: BLAS and oneDNN choose kernels
+by batch size, so a batch of 3 differs from three batches of 1 by float rounding (~1e-6), and
+batching buys nothing there. On CUDA jobs are batched (`batch_size`); cuBLAS/cuDNN also choose
+kernels by shape, so there outputs match across batch makeups only up to that rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from vision_synth.diffusion import check as checks
+from vision_synth.diffusion.layout import Layout, category_colors, edge_map, scene_layout, segmentation_map
+from vision_synth.diffusion.loading import load_pipeline
+from vision_synth.errors import ConfigError
+from vision_synth.seeding import torch_generator_for
+from vision_synth.types import Instances, Provenance, Sample
+
+# torch generator of job j of sample i: torch_generator_for(seed, i, NOISE_STREAM, j); the
+# compositor's numpy generator is rng_for(seed, i), a different stream
+NOISE_STREAM = 1
+# job number of a generated background; the job of category c is number c (ids are >= 1)
+BACKGROUND_JOB = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One image to generate: one row of a pipeline call."""
+
+    index: int  # the sample's index
+    number: int  # the job's number within its sample; picks its noise
+    prompt: str
+    negative_prompt: str
+    image: np.ndarray | None = None  # H×W×3 uint8 start image (inpaint, refine)
+    mask: np.ndarray | None = None  # H×W bool region to inpaint
+    control: np.ndarray | None = None  # H×W×3 uint8 ControlNet condition
+
+
+@dataclass(frozen=True, eq=False)
+class JobResult:
+    image: np.ndarray  # H×W×3 uint8
+    flagged: bool  # blanked by the pipeline's safety checker
+
+
+@dataclass
+class CheckCounts:
+    """Planned instances and what became of them: planned = kept + rejected + flagged.
+    `unchecked` counts kept instances the check could not measure."""
+
+    planned: int = 0
+    kept: int = 0
+    rejected: int = 0
+    flagged: int = 0
+    unchecked: int = 0
+
+    def add(self, other: CheckCounts) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @classmethod
+    def of(cls, agreement: np.ndarray, keep: np.ndarray, flagged: np.ndarray) -> CheckCounts:
+        return cls(planned=len(keep), kept=int(keep.sum()), rejected=int((~keep & ~flagged).sum()),
+                   flagged=int(flagged.sum()), unchecked=int((keep & np.isnan(agreement)).sum()))
+
+
+@dataclass(frozen=True, eq=False)
+class GeneratedSample:
+    sample: Sample
+    layout: Layout  # what was planned
+    kept: np.ndarray  # indices into layout.instances of sample.instances, in order
+    agreement: np.ndarray  # per planned instance; NaN where not measurable
+    counts: CheckCounts
+
+
+class DiffusionGenerator:
+    """The generator protocol of the runner (`batch_size`, `samples(indices)`) over a diffusers
+    pipeline. Loads and checks the model when built, before anything is written."""
+
+    def __init__(self, config, jobs_per_call: int | None = None) -> None:
+        from vision_synth.scene.compositor import Compositor
+
+        spec = getattr(config, "diffusion", None)
+        if spec is None:
+            raise ConfigError("generator: diffusion needs a `diffusion:` section (see configs/diffusion_*.yaml)")
+        self.config, self.spec = config, spec
+        self.names = {c.id: c.name for c in config.categories}
+        self._check_prompts()
+        self.compositor = Compositor(config)
+        self.loaded = load_pipeline(spec)
+        self.height, self.width = config.image.height, config.image.width
+        self._check_image_size()
+        self.batch_size = spec.batch_size
+        cuda = self.loaded.device.type == "cuda"
+        self.jobs_per_call = jobs_per_call or (spec.batch_size if cuda else 1)
+        self.dilation = spec.mask_dilation if spec.mask_dilation is not None else int(self.loaded.pipe.vae_scale_factor)
+        ids = {c.name: c.id for c in config.categories}
+        self.colors = category_colors(self.names, {ids[n]: p.color for n, p in spec.prompts.items() if p.color})
+        self.provenance = Provenance(generator=f"diffusion:{spec.mode}", model=self.loaded.model,
+                                     model_hash=self.loaded.model_hash)
+        self.counts = CheckCounts()  # totals over every sample generated by this object
+
+    # ------------------------------------------------------------------------------ checks
+    def _check_prompts(self) -> None:
+        spec, known = self.spec, set(self.names.values())
+        for name in spec.prompts:
+            if name not in known:
+                raise ConfigError(f"diffusion.prompts: unknown category {name!r} (categories: {', '.join(self.names.values())})")
+        if spec.mode in ("inpaint-insert", "layout-to-image"):
+            for name in self.config.scene.category_names:
+                if name not in spec.prompts:
+                    raise ConfigError(f"diffusion.prompts: no prompt for category {name!r} ({spec.mode} draws "
+                                      "every category from its prompt)")
+
+    def _check_image_size(self) -> None:
+        factor = int(self.loaded.pipe.vae_scale_factor)
+        if self.height % factor or self.width % factor:
+            raise ConfigError(f"image: width and height must be multiples of {factor} for {self.loaded.model} "
+                              f"(got {self.width}×{self.height})")
+
+    # ----------------------------------------------------------------------------- protocol
+    def samples(self, indices: list[int]) -> list[Sample]:
+        return [g.sample for g in self.generate(indices)]
+
+    def generate(self, indices: list[int]) -> list[GeneratedSample]:
+        """Samples `indices` with what was planned and what the check made of it."""
+        layouts = [scene_layout(self.compositor, i) for i in indices]
+        modes = {"inpaint-insert": self._inpaint_insert, "layout-to-image": self._layout_to_image,
+                 "refine": self._refine}
+        results = modes[self.spec.mode](layouts)
+        for r in results:
+            self.counts.add(r.counts)
+        return results
+
+    # -------------------------------------------------------------------------------- modes
+    def _inpaint_insert(self, layouts: list[Layout]) -> list[GeneratedSample]:
+        spec = self.spec
+        backgrounds = [layout.background for layout in layouts]
+        background_flagged = [False] * len(layouts)
+        if spec.background == "generated":
+            whole = np.ones((self.height, self.width), bool)
+            prompt, negative = self._scene_prompt([])
+            jobs = [Job(l.index, BACKGROUND_JOB, prompt, negative, image=l.background, mask=whole) for l in layouts]
+            made = self.run(jobs, strength=1.0)
+            backgrounds = [r.image for r in made]
+            background_flagged = [r.flagged for r in made]
+        jobs, owners = [], []
+        for s, (layout, background) in enumerate(zip(layouts, backgrounds)):
+            inst = layout.instances
+            for cat in np.unique(inst.category_ids):
+                region = inst.masks[inst.category_ids == cat].any(axis=0)
+                p = spec.prompts[self.names[int(cat)]]
+                jobs.append(Job(layout.index, int(cat), p.prompt, p.negative_prompt, image=background,
+                                mask=checks.dilate(region, self.dilation)))
+                owners.append((s, int(cat)))
+        per_sample: dict[int, dict[int, JobResult]] = defaultdict(dict)
+        for (s, cat), result in zip(owners, self.run(jobs, spec.effective_strength)):
+            per_sample[s][cat] = result
+        return [self._finish_inpaint(layout, backgrounds[s], background_flagged[s], per_sample[s])
+                for s, layout in enumerate(layouts)]
+
+    def _finish_inpaint(self, layout: Layout, background: np.ndarray, background_flagged: bool,
+                        results: dict[int, JobResult]) -> GeneratedSample:
+        """Paste each instance's generated pixels inside its planned mask only, check, restore the
+        background under instances that are dropped."""
+        spec, inst = self.spec, layout.instances
+        image = background.copy()
+        for mask, cat in zip(inst.masks, inst.category_ids):
+            image[mask] = results[int(cat)].image[mask]
+        agreement, changed = checks.inserted_agreement(image, background, inst.masks, spec.check.min_difference,
+                                                       spec.check.ring)
+        masks = inst.masks
+        if spec.refine_masks:
+            masks = checks.refine_masks(changed, inst.masks)
+            agreement = np.where(np.isnan(agreement), np.nan, checks.covered_fraction(masks, inst.masks))
+        flagged = np.array([background_flagged or results[int(c)].flagged for c in inst.category_ids], bool)
+        result = checks.judge(agreement, spec.check.min_agreement, masks)
+        keep = result.keep & ~flagged
+        for k in np.flatnonzero(~keep):
+            image[inst.masks[k]] = background[inst.masks[k]]
+        names = [self.names[int(c)] for c in np.unique(inst.category_ids)]
+        prompt = "; ".join(f"{n}: {spec.prompts[n].prompt}" for n in names)
+        if spec.background == "generated":
+            prompt = f"background: {spec.scene_prompt.prompt}" + (f"; {prompt}" if prompt else "")
+        return self._finish(layout, image, masks, keep, agreement, flagged, prompt, source="diffusion")
+
+    def _layout_to_image(self, layouts: list[Layout]) -> list[GeneratedSample]:
+        jobs = [Job(l.index, 0, *self._scene_prompt(l.instances.category_ids), control=self._control(l.instances))
+                for l in layouts]
+        out = []
+        for layout, job, result in zip(layouts, jobs, self.run(jobs)):
+            masks = layout.instances.masks
+            agreement = checks.separated_agreement(result.image, masks, self.spec.check.min_difference,
+                                                   self.spec.check.ring)
+            out.append(self._judged(layout, result, masks, agreement, job.prompt, source="diffusion"))
+        return out
+
+    def _refine(self, layouts: list[Layout]) -> list[GeneratedSample]:
+        jobs = [Job(l.index, 0, *self._scene_prompt(l.instances.category_ids), image=l.composite) for l in layouts]
+        out = []
+        for layout, job, result in zip(layouts, jobs, self.run(jobs, self.spec.effective_strength)):
+            masks = layout.instances.masks
+            agreement = checks.retained_agreement(result.image, layout.composite, layout.background, masks,
+                                                  self.spec.check.min_difference, self.spec.check.ring)
+            out.append(self._judged(layout, result, masks, agreement, job.prompt, source=None))
+        return out
+
+    def _judged(self, layout, result: JobResult, masks, agreement, prompt: str, source) -> GeneratedSample:
+        flagged = np.full(len(masks), result.flagged)
+        keep = checks.judge(agreement, self.spec.check.min_agreement, masks).keep & ~flagged
+        return self._finish(layout, result.image, masks, keep, agreement, flagged, prompt, source)
+
+    def _finish(self, layout: Layout, image, masks, keep, agreement, flagged, prompt: str,
+                source: str | None) -> GeneratedSample:
+        inst = layout.instances
+        attrs = {k: v[keep] for k, v in inst.attributes.items()}
+        if source is not None:
+            attrs["source"] = np.full(int(keep.sum()), source, dtype=object)
+        attrs["agreement"] = agreement[keep].astype(np.float32)
+        amodal = inst.amodal_masks[keep] if inst.amodal_masks is not None and self.spec.mode == "refine" else None
+        instances = Instances(masks[keep], inst.category_ids[keep], amodal, attrs)
+        counts = CheckCounts.of(agreement, keep, flagged)
+        provenance = dataclasses.replace(
+            self.provenance, prompt=prompt, background=self._background_name(layout),
+            stages=(f"diffusion-check:kept={counts.kept},rejected={counts.rejected},flagged={counts.flagged}",))
+        sample = Sample(index=layout.index, seed=layout.seed, image=image, instances=instances, provenance=provenance)
+        return GeneratedSample(sample, layout, np.flatnonzero(keep), agreement, counts)
+
+    # ------------------------------------------------------------------------------ helpers
+    def _background_name(self, layout: Layout) -> str | None:
+        """What the image was painted on: the scene's background, or one diffusion generated."""
+        generated = self.spec.mode == "layout-to-image" or self.spec.background == "generated"
+        return "generated" if generated else layout.background_name
+
+    def _scene_prompt(self, category_ids) -> tuple[str, str]:
+        """scene_prompt followed by the prompts of the categories present (each once, by id)."""
+        spec = self.spec
+        parts = [spec.scene_prompt] + [spec.prompts.get(self.names[int(c)]) for c in np.unique(category_ids)]
+        parts = [p for p in parts if p is not None]
+        prompt = ", ".join(p.prompt for p in parts)
+        negative = ", ".join(p.negative_prompt for p in parts if p.negative_prompt)
+        return prompt, negative
+
+    def _control(self, instances: Instances) -> np.ndarray:
+        if self.spec.control == "edges":
+            return edge_map(instances)
+        return segmentation_map(instances, self.colors)
+
+    # ---------------------------------------------------------------------------- pipeline
+    def run(self, jobs: list[Job], strength: float | None = None) -> list[JobResult]:
+        """Results of `jobs`, in order, `jobs_per_call` per pipeline call."""
+        results: list[JobResult] = []
+        for start in range(0, len(jobs), self.jobs_per_call):
+            results += self._call(jobs[start : start + self.jobs_per_call], strength)
+        return results
+
+    def _call(self, jobs: list[Job], strength: float | None) -> list[JobResult]:
+        return call_pipeline(self.loaded.pipe, self.spec, jobs, self.config.seed, self.height, self.width, strength)
+
+
+def call_pipeline(pipe, spec, jobs: list[Job], seed: int, height: int, width: int,
+                  strength: float | None = None) -> list[JobResult]:
+    """One pipeline call for `jobs` (the rows of one batch), each with its own torch.Generator."""
+    import torch
+
+    kwargs = dict(
+        prompt=[j.prompt for j in jobs],
+        negative_prompt=[j.negative_prompt for j in jobs],
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.guidance_scale,
+        generator=[torch_generator_for(seed, j.index, NOISE_STREAM, j.number) for j in jobs],
+        height=height,
+        width=width,
+        output_type="np",
+    )
+    if spec.mode == "inpaint-insert":
+        kwargs.update(image=_floats(j.image for j in jobs), strength=strength,
+                      mask_image=np.stack([j.mask for j in jobs]).astype(np.float32)[..., None])
+    elif spec.mode == "refine":
+        kwargs.update(image=_floats(j.image for j in jobs), strength=strength)
+    else:
+        kwargs.update(image=_floats(j.control for j in jobs), controlnet_conditioning_scale=spec.controlnet_scale)
+    with torch.inference_mode():
+        out = pipe(**kwargs)
+    images = np.clip(np.round(out.images * 255.0), 0, 255).astype(np.uint8)
+    flags = out.nsfw_content_detected or [False] * len(jobs)
+    return [JobResult(image, bool(flag)) for image, flag in zip(images, flags)]
+
+
+def _floats(images) -> np.ndarray:
+    """B×H×W×3 float32 in [0, 1], the numpy form diffusers' image processor takes."""
+    return np.stack(list(images)).astype(np.float32) / 255.0
