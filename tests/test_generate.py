@@ -174,3 +174,12 @@ def test_augment_section_writes_copies_with_exact_labels(write_config, tmp_path)
         assert original.read_bytes() == (plain / "images" / f"{k + 1:09d}.png").read_bytes()
     assert main(["generate", str(path), "--out", str(again), "--quiet"]) == 0
     assert digest(again) == digest(out)
+
+
+def test_preview_command_redraws_the_generated_preview(surface_run, tmp_path):
+    _, out = surface_run
+    png = tmp_path / "grid.png"
+    assert main(["preview", str(out), "--out", str(png)]) == 0
+    assert png.read_bytes() == (out / "previews" / "grid.png").read_bytes()
+    grid = np.asarray(Image.open(png))
+    assert grid.shape[0] > 256 and grid.std() > 10  # tiles drawn, not a blank canvas

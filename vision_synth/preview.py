@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -49,17 +51,19 @@ def draw_annotations(image: np.ndarray, masks: np.ndarray, category_ids, names: 
     return canvas
 
 
-def render_preview(annotations: Path, images_dir: Path, out_png: Path, max_images: int = 16,
-                   tile: int = 256, columns: int = 4) -> Path:
-    """Write a PNG grid of the first `max_images` images with their labels drawn; returns its path."""
-    dataset = load_coco(annotations, images_dir)
-    names = dataset.category_names
+def render_grid(items: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]], images_dir: Path,
+                names: dict[int, str], out_png: Path, max_images: int = 16, tile: int = 256,
+                columns: int = 4) -> Path:
+    """Write a PNG grid of (COCO image record, its annotations) pairs, the first `max_images` of
+    `items` only (it may be a stream over a large dataset); returns the PNG's path."""
     tiles = []
-    for image in dataset.images[:max_images]:
-        pixels = read_image(dataset.image_file(image))
-        inst = dataset.instances(image)
+    for image, anns in itertools.islice(items, max_images):
+        pixels = read_image(Path(images_dir) / image["file_name"])
+        h, w = image["height"], image["width"]
+        masks = np.stack([mask_ops.segmentation_to_mask(a["segmentation"], h, w) for a in anns]) if anns \
+            else np.zeros((0, h, w), bool)
         scale = tile / max(pixels.shape[:2])
-        drawn = draw_annotations(pixels, inst.masks, inst.category_ids, names, scale)
+        drawn = draw_annotations(pixels, masks, [a["category_id"] for a in anns], names, scale)
         padded = np.full((tile, tile, 3), 32, np.uint8)
         padded[: drawn.shape[0], : drawn.shape[1]] = drawn
         tiles.append(padded)
@@ -75,3 +79,12 @@ def render_preview(annotations: Path, images_dir: Path, out_png: Path, max_image
     ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     write_atomic(out_png, buf.tobytes())
     return out_png
+
+
+def render_preview(annotations: Path, images_dir: Path, out_png: Path, max_images: int = 16,
+                   tile: int = 256, columns: int = 4) -> Path:
+    """Write a PNG grid of the first `max_images` images of a COCO file with their labels drawn."""
+    dataset = load_coco(annotations, images_dir)
+    items = ((image, [a for a in dataset.annotations_of(image["id"]) if a.get("segmentation")])
+             for image in dataset.images)
+    return render_grid(items, images_dir, dataset.category_names, out_png, max_images, tile, columns)

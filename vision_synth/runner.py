@@ -20,8 +20,8 @@ import yaml
 from tqdm import tqdm
 
 from vision_synth import __version__
-from vision_synth.coco.writer import (ShardWriter, done_indices, encode_image, image_file_name, sample_records,
-                                      write_annotations, write_atomic)
+from vision_synth.coco.writer import (ShardWriter, done_indices, encode_image, image_file_name, merged_records,
+                                      sample_records, write_annotations, write_atomic)
 from vision_synth.errors import VisionSynthError
 
 STATE_DIR = ".vision_synth"
@@ -130,17 +130,19 @@ def generate_indices(config, generator, out_dir: Path, indices: list[int], shard
 
 
 def publish(config, out_dir: Path) -> dict[str, int]:
-    """Merge the shards into annotations.json, draw the preview and write the dataset card."""
-    from vision_synth.preview import render_preview
+    """Merge the shards into annotations.json, draw the preview and write the dataset card.
+    Everything streams from the shards: memory does not grow with the number of images."""
+    from vision_synth.preview import render_grid
 
     categories = [c.model_dump() for c in config.categories]
+    limit = config.num_images * config.images_per_sample
     counts = write_annotations(out_dir / "annotations.json", shard_paths(out_dir), dataset_info(config),
-                               categories, limit=config.num_images * config.images_per_sample)
+                               categories, limit=limit)
     names = {c.id: c.name for c in config.categories}
     per_class = {names[cid]: n for cid, n in counts.items()}
     if config.output.preview_images:
-        render_preview(out_dir / "annotations.json", out_dir / "images", out_dir / "previews" / "grid.png",
-                       config.output.preview_images)
+        first = ((r["image"], r["annotations"]) for r in merged_records(shard_paths(out_dir), limit))
+        render_grid(first, out_dir / "images", names, out_dir / "previews" / "grid.png", config.output.preview_images)
     write_atomic(out_dir / "dataset_card.md", dataset_card(config, per_class))
     return per_class
 
