@@ -23,7 +23,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install -e ".[test]" 2>&1 | grep -v "is ignored" || true
+	$(PIP) install -e ".[test,fid]" 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import torch_fidelity, torchmetrics, pytest"
 	@touch $@
 
 test-deps: $(VENV)/.test-installed
@@ -32,6 +33,8 @@ demo: install
 	$(BIN)/vision-synth generate configs/quickstart.yaml --out out/quickstart --overwrite
 
 test: test-deps
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium not installed: the report's browser test will be skipped"
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -50,6 +50,8 @@ def cmd_generate(args) -> int:
     summary = generate(config, out, overwrite=args.overwrite, show_progress=not args.quiet)
     for line in summary.lines() if summary else []:
         print(line)
+    if summary is not None and summary.quality is not None:
+        summary.quality.raise_if_failed()  # exit 3: generated, but rejected by the gate
     return 0
 
 
@@ -93,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vision_synth.augment.command import add_augment_parser
     from vision_synth.coco.commands import add_dataset_parsers
+    from vision_synth.quality.command import add_check_parser
+    from vision_synth.rare.command import add_rare_parsers
 
     add_augment_parser(sub)
     add_dataset_parsers(sub)
+    add_rare_parsers(sub)
+    add_check_parser(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from vision_synth.augment.spec import AugmentSpec
 from vision_synth.diffusion.spec import DiffusionSpec
 from vision_synth.errors import ConfigError
+from vision_synth.quality.spec import QualitySpec
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
 from vision_synth.spec import FloatRange, NonNegativeRange, PositiveRange, Spec, UnitRange, CountRange
@@ -166,6 +167,7 @@ class DatasetConfig(Spec):
     diffusion: DiffusionSpec | None = None
     output: OutputSpec = OutputSpec()
     augment: AugmentSpec | None = None
+    quality: QualitySpec | None = None  # checks and gate after generating
 
     # the augmentation pipeline, loaded (and checked) with the config; hashed by content
     _pipeline: Any = PrivateAttr(default=None)
@@ -206,9 +208,9 @@ class DatasetConfig(Spec):
         return {c.name: c.id for c in self.categories}
 
     def config_hash(self) -> str:
-        """sha256 of the config as validated (scene inlined, paths as written), num_images aside:
-        samples depend on everything here but the count."""
-        data = self.model_dump(mode="json", exclude={"num_images"})
+        """sha256 of the config as validated (scene inlined, paths as written), num_images and the
+        quality checks aside: samples depend on everything else."""
+        data = self.model_dump(mode="json", exclude={"num_images", "quality"})
         if self._pipeline is not None:  # a pipeline file: hash what it says, not its path
             data["augment"]["pipeline"] = self._pipeline.to_dict()
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
@@ -311,6 +313,8 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
     _check_category_names(config, path)
     if config.augment is not None:
         config._pipeline = config.augment.load_pipeline(path.resolve().parent)
+    if config.quality is not None:  # its paths are relative to the config file
+        config.quality.with_base_dir(path.resolve().parent)
     return config
 
 

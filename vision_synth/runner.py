@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm import tqdm
@@ -27,7 +28,7 @@ from vision_synth.errors import VisionSynthError
 STATE_DIR = ".vision_synth"
 # what a run writes (and --overwrite removes): never anything else in the directory
 OUTPUTS = ("images", "annotations.json", "annotations_*.json", "annotations.rejected.json", "dataset_card.md",
-           "report.html", "quality.json", "REJECTED.md", "previews", STATE_DIR)
+           "dataset_card.rejected.md", "report.html", "quality.json", "REJECTED.md", "previews", STATE_DIR)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunSummary:
     generated: int
     instances: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    quality: Any = None  # QualityReport when the config has `quality:`
 
     @property
     def images_per_second(self) -> float:
@@ -50,6 +52,7 @@ class RunSummary:
             f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)",
             f"annotations: {self.out_dir / 'annotations.json'}",
             f"preview:     {self.out_dir / 'previews' / 'grid.png'}",
+            *(self.quality.lines() if self.quality is not None else []),
         ]
 
 
@@ -255,6 +258,10 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     state = distributed_state()
     is_main = state is None or state.is_main_process
     generator = make_generator(config)  # checks every asset before anything is written
+    if config.quality is not None:
+        from vision_synth.quality.check import check_quality_inputs
+
+        check_quality_inputs(config.quality)  # reference, weights, thresholds: fail before generating
     if is_main:
         prepare_output(out_dir, config, overwrite)
     if state is not None:
@@ -275,8 +282,13 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     if not is_main:
         return None
     per_class = publish(config, out_dir)
+    quality = None
+    if config.quality is not None:
+        from vision_synth.quality.check import run_quality
+
+        quality = run_quality(out_dir, config.quality, dataset_config=config, progress=show_progress)
     images = config.num_images * config.images_per_sample
-    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start)
+    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, quality)
 
 
 def launch(argv: list[str], processes: int) -> int:

@@ -1,0 +1,402 @@
+"""The dataset card (Markdown) and the quality report (one self-contained HTML file: tables, and
+matplotlib figures and the sample grid embedded as base64 PNG) of a QualityReport."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+import yaml
+
+if TYPE_CHECKING:
+    from vision_synth.quality.check import QualityReport
+
+SET_COLORS = {"synthetic": "#d62728", "reference": "#1f77b4", "real": "#2ca02c"}
+
+
+# ------------------------------------------------------------------------------------- figures
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def counts_figure(counts: dict[str, dict[str, int]]) -> str:
+    plt = _pyplot()
+    names = list(counts)
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 3))
+    x = np.arange(len(names))
+    for k, side in enumerate(("reference", "real", "synthetic")):
+        ax.bar(x + (k - 1) * 0.27, [counts[n][side] for n in names], 0.27, label=side, color=SET_COLORS[side])
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("instances")
+    ax.legend(frameon=False)
+    ax.set_title("Instances per class")
+    return _png(fig)
+
+
+def histogram_figure(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str, bins: int) -> str:
+    """One panel per entry (title → (synthetic values, reference values)): the histograms of the two
+    sets as densities."""
+    plt = _pyplot()
+    names = list(panels)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        ours, theirs = panels[name]
+        both = np.concatenate([ours, theirs])
+        edges = np.histogram_bin_edges(both, bins=bins) if both.size else bins
+        ax.hist(theirs, edges, density=True, histtype="stepfilled", alpha=0.35, color=SET_COLORS["reference"],
+                label="reference")
+        ax.hist(ours, edges, density=True, histtype="step", linewidth=1.5, color=SET_COLORS["synthetic"],
+                label="synthetic")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(frameon=False, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(hspace=0.45, wspace=0.25, top=0.78 if rows == 1 else 1 - 0.25 / rows)
+    return _png(fig)
+
+
+def dcr_figure(normalised: np.ndarray, reference: np.ndarray, threshold: float) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    top = float(np.quantile(np.concatenate([normalised, reference]), 0.99)) or 1.0
+    edges = np.linspace(0, top * 1.05, 30)
+    ax.hist(np.clip(reference, 0, edges[-1]), edges, density=True, alpha=0.4, color=SET_COLORS["reference"],
+            label="reference to nearest other reference")
+    ax.hist(np.clip(normalised, 0, edges[-1]), edges, density=True, histtype="step", linewidth=1.5,
+            color=SET_COLORS["synthetic"], label="synthetic to nearest reference (DCR)")
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label="close threshold")
+    ax.set_xlabel("distance / median reference nearest-neighbour distance")
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    return _png(fig)
+
+
+def utility_figure(per_class: dict[str, dict[str, float]]) -> str:
+    plt = _pyplot()
+    names = list(per_class)
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 3))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [per_class[n]["real"] for n in names], 0.4, label="real", color=SET_COLORS["real"])
+    ax.bar(x + 0.2, [per_class[n]["real+synthetic"] for n in names], 0.4, label="real + synthetic",
+           color=SET_COLORS["synthetic"])
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("AP (held-out real)")
+    ax.legend(frameon=False)
+    return _png(fig)
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else html.escape(str(c))}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class _Raw(str):
+    """Cell HTML that is already escaped."""
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _md_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _gate_rows(report: QualityReport) -> list[list[Any]]:
+    return [[g.name, g.metric, _num(g.value), _num(g.threshold), "pass" if g.passed else "FAIL", _num(g.margin)]
+            for g in report.gates]
+
+
+def _fidelity_rows(report: QualityReport) -> list[list[Any]]:
+    f = report.fidelity
+    return [[f.name("FID"), _num(f.fid)], [f.name("KID") + " (mean ± std over subsets)",
+                                           f"{_num(f.kid_mean)} ± {_num(f.kid_std, 2)}"],
+            ["precision" + (" (proxy features)" if f.proxy else ""), _num(f.precision)],
+            ["recall" + (" (proxy features)" if f.proxy else ""), _num(f.recall)],
+            ["images (synthetic / reference)", f"{f.n_synthetic} / {f.n_reference}"],
+            ["precision/recall", f.pr_note]]
+
+
+def _proxy_warning(report: QualityReport) -> str:
+    if report.fidelity is None or not report.fidelity.proxy:
+        return ""
+    return ("These are proxy figures (FID-proxy, KID-proxy) from a random-init Inception-v3: they are not FID "
+            "or KID and cannot be compared with published values; they compare datasets checked with the same "
+            "proxy seed only.")
+
+
+def _memo_rows(report: QualityReport) -> list[list[Any]]:
+    m = report.memorisation
+    q = m.quantiles()
+    rq = m.reference_quantiles()
+    rows = [["synthetic images", len(m.distances)], ["training images", len(m.reference_nn)],
+            ["smallest normalised DCR", _num(m.min)]]
+    rows += [[f"DCR quantile {k[1:]}% (reference: {_num(rq[k])})", _num(v)] for k, v in q.items()]
+    rows += [[f"fraction closer than the reference's {m.close_quantile:.0%} quantile", _num(m.close_fraction)],
+             ["copies (normalised DCR ≤ " + _num(m.copy_tolerance) + ")", len(m.copies)]]
+    return rows
+
+
+def _provenance_rows(report: QualityReport) -> list[list[Any]]:
+    p = report.provenance
+    rows = [[f"generator {g['generator']}", f"model {g['model'] or '-'}, hash {g['model_hash'] or '-'}: "
+             f"{g['images']} images"] for g in p["generators"]]
+    info = p.get("dataset_info") or {}
+    for key in ("description", "version", "config_hash", "seed"):
+        if key in info:
+            rows.append([f"dataset {key}", info[key]])
+    seeds = p["image_seeds"]
+    rows.append(["image seeds", f"{seeds['count']} distinct ({seeds['min']}..{seeds['max']})"])
+    if p.get("reference"):
+        rows.append(["reference", f"{p['reference']['annotations']} (images {p['reference']['images']})"])
+    if p.get("features"):
+        feats = p["features"]
+        rows.append(["features", feats["label"]])
+        if feats.get("weights_sha256"):
+            rows.append(["feature weights sha256", feats["weights_sha256"]])
+    rows += [[f"package {name}", version or "not installed"] for name, version in p["packages"].items()]
+    return rows
+
+
+def _config_yaml(report: QualityReport) -> str:
+    text = "# quality:\n" + yaml.safe_dump(report.spec.model_dump(mode="json"), sort_keys=False)
+    if report.provenance.get("dataset_config"):
+        text += "\n# dataset config:\n" + yaml.safe_dump(report.provenance["dataset_config"], sort_keys=False)
+    return text
+
+
+# ------------------------------------------------------------------------------------- HTML
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .6em;
+text-align:left} th{background:#f3f3f3}
+.banner{padding:.8em 1em;border-radius:6px;font-weight:600;margin:1em 0}
+.pass{background:#e6f4ea;color:#1e6b34;border:1px solid #8fd19e}
+.fail{background:#fdecea;color:#8a1c1c;border:1px solid #f5a3a3}
+.warn{background:#fff8e1;border:1px solid #f0d98c;padding:.6em 1em;border-radius:6px}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0} pre{background:#f7f7f7;padding:.8em;overflow:auto;
+font-size:.8em} .muted{color:#666}
+"""
+
+
+def render_report(report: QualityReport, grid_png: bytes | None) -> str:
+    """The self-contained report.html."""
+    e = html.escape
+    parts = [f"<h1>Quality report: {e(str(report.dataset_dir.name))}</h1>",
+             f'<p class="muted">{e(str(report.dataset_dir))} · checked {e(report.created)} · '
+             f"vision_synth {e(str(report.provenance['packages'].get('vision_synth')))}</p>"]
+    if report.passed:
+        parts.append('<div class="banner pass">PASSED: every gate holds; the dataset is published.</div>')
+    else:
+        failed = "; ".join(g.message() for g in report.failed)
+        parts.append(f'<div class="banner fail">REJECTED: {e(failed)}. The dataset is not published '
+                     "(annotations.rejected.json, REJECTED.md).</div>")
+    warning = _proxy_warning(report)
+    if warning:
+        parts.append(f'<p class="warn">{e(warning)}</p>')
+
+    parts.append("<h2>Gate</h2>")
+    parts.append(_table(["gate", "metric", "value", "threshold", "result", "margin"], _gate_rows(report), "gates")
+                 if report.gates else "<p>No thresholds set.</p>")
+
+    labels = report.labels
+    parts.append("<h2>Instances per class</h2>")
+    parts.append(_table(["class", "reference (real)", "dataset real", "dataset synthetic"],
+                        [[n, c["reference"], c["real"], c["synthetic"]] for n, c in labels.counts.items()], "counts"))
+    if labels.counts:
+        parts.append(_img(counts_figure(labels.counts), "instances per class"))
+
+    if grid_png:
+        parts.append("<h2>Sample grid</h2>")
+        parts.append(_img(base64.b64encode(grid_png).decode("ascii"), "sample images with their labels drawn"))
+
+    if report.fidelity is not None:
+        f = report.fidelity
+        parts.append(f"<h2>Fidelity ({e(f.name('FID'))}, {e(f.name('KID'))})</h2>")
+        parts.append(f'<p class="muted">features: {e(f.extractor["label"])}</p>')
+        parts.append(_table(["metric", "value"], _fidelity_rows(report), "fidelity"))
+        if f.per_class:
+            parts.append(f"<h3>Per class ({e(f.name('FID'))} of instance crops)</h3>")
+            parts.append(_table(["class", f.name("FID"), "synthetic crops", "reference crops", "note"],
+                                [[c.name, _num(c.fid), c.n_synthetic, c.n_reference, c.note] for c in f.per_class],
+                                "class-fidelity"))
+
+    d = report.duplicates
+    parts.append("<h2>Duplicates</h2>")
+    parts.append(_table(["measure", "value"], [
+        ["synthetic images", d.n_images],
+        ["pairs within the synthetic images", sum(p.against == "synthetic" for p in d.pairs)],
+        ["pairs with a reference image", sum(p.against == "reference" for p in d.pairs)],
+        ["images flagged", f"{len(d.flagged)} ({d.found_fraction:.1%})"], ["action", d.action],
+        ["images removed", len(d.removed)], ["flagged among published images", f"{d.remaining_fraction:.1%}"]],
+        "duplicates"))
+    if d.pairs:
+        parts.append(_table(["image", "duplicate of", "set", "method", "value"],
+                            [[p.image_id, p.other_id, p.against, p.method, _num(p.value)] for p in d.pairs[:100]],
+                            "duplicate-pairs"))
+
+    parts.append("<h2>Labels</h2>")
+    parts.append(_table(["check", "issues"], [[k, v] for k, v in labels.issues_by_kind.items()] or [["all checks", 0]],
+                        "label-issues"))
+    if labels.examples:
+        parts.append(_table(["annotation", "image", "issue", "detail"],
+                            [[x.annotation_id, x.image_id, x.kind, x.detail] for x in labels.examples[:20]]))
+    if labels.distances:
+        rows = [[name, stat, _num(v["wasserstein"]), _num(v["ks"]), v["n_synthetic"], v["n_reference"]]
+                for name, stats in labels.distances.items() for stat, v in stats.items()]
+        parts.append("<h3>Box size and position against the reference</h3>")
+        parts.append(_table(["class", "statistic", "Wasserstein", "KS", "n synthetic", "n reference"], rows,
+                            "distributions"))
+        bins = report.spec.labels.bins
+        sizes = {name: v["size"] for name, v in labels.values.items()}
+        parts.append(_img(histogram_figure(sizes, "Box size: √(box area / image area), per class", bins),
+                          "box-size histograms"))
+        positions = {label: labels.values["all"][stat] for stat, label in (("x", "centre x / width"),
+                                                                          ("y", "centre y / height"))}
+        parts.append(_img(histogram_figure(positions, "Box position, all classes (per class: table above)", bins),
+                          "box position histograms"))
+
+    if report.memorisation is not None:
+        m = report.memorisation
+        parts.append("<h2>Memorisation (distance to closest record)</h2>")
+        parts.append(_table(["measure", "value"], _memo_rows(report), "memorisation"))
+        reference_nn = m.reference_nn / m.scale if m.scale > 0 else m.reference_nn
+        parts.append(_img(dcr_figure(m.normalised, reference_nn, m.threshold / m.scale if m.scale > 0 else 0.0),
+                          "DCR histogram"))
+
+    if report.utility is not None:
+        u = report.utility
+        parts.append("<h2>Utility (train on synthetic, test on real)</h2>")
+        t = u.train
+        parts.append(f'<p class="muted">{e(t.model)}, {t.steps} steps, batch {t.batch_size}, image size '
+                     f"{t.image_size}, weights {e(str(t.weights) if t.weights else 'none (from scratch)')}; "
+                     f"{u.images['real_train']} real train, {u.images['synthetic']} synthetic, "
+                     f"{u.images['val']} held-out real images; {u.seconds:.0f} s</p>")
+        parts.append(_table(["arm", "seed", "AP", "AP50", "train s", "final loss"],
+                            [[r.arm, r.seed, _num(r.metrics.ap), _num(r.metrics.ap50), f"{r.train_seconds:.1f}",
+                              _num(r.final_loss)] for r in u.runs], "utility"))
+        per_class = u.per_class()
+        parts.append(_table(["class", "AP real", "AP real+synthetic", "delta"],
+                            [[n, _num(v["real"]), _num(v["real+synthetic"]), _num(v["delta"])]
+                             for n, v in per_class.items()]
+                            + [["all (AP)", _num(u.mean("real")), _num(u.mean("real+synthetic")), _num(u.delta_ap)]],
+                            "utility-classes"))
+        if per_class:
+            parts.append(_img(utility_figure(per_class), "AP per class"))
+
+    if report.notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
+    parts.append("<h2>Provenance</h2>")
+    parts.append(_table(["item", "value"], _provenance_rows(report), "provenance"))
+    parts.append("<h2>Config</h2>")
+    parts.append(f"<pre>{e(_config_yaml(report))}</pre>")
+    parts.append("<h2>Time</h2>")
+    parts.append(_table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in report.seconds.items()], "timing"))
+    title = f"{'PASSED' if report.passed else 'REJECTED'} · quality report · {report.dataset_dir.name}"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+# ------------------------------------------------------------------------------------- card
+def render_card(report: QualityReport) -> str:
+    """dataset_card.md (dataset_card.rejected.md when the gate failed)."""
+    p = report.provenance
+    info = p.get("dataset_info") or {}
+    title = info.get("description") or report.dataset_dir.name
+    status = ("**Quality gate: PASSED** (published)" if report.passed else
+              "**REJECTED: not published** — failed gates: "
+              + "; ".join(g.message() for g in report.failed) + ". See REJECTED.md.")
+    sections = [f"# Dataset card: {title}", "",
+                f"Checked {report.created} by vision_synth {p['packages'].get('vision_synth')} "
+                f"(Python {p['packages'].get('python')}). {status}", "",
+                "Full figures, histograms and a sample grid with the labels drawn: `report.html`; machine-readable: "
+                "`quality.json`.", ""]
+    sections += ["## Provenance", _md_table(["item", "value"], _provenance_rows(report)), ""]
+    sections += ["## Instances per class", _md_table(
+        ["class", "reference (real)", "dataset real", "dataset synthetic"],
+        [[n, c["reference"], c["real"], c["synthetic"]] for n, c in report.labels.counts.items()]), ""]
+    if report.gates:
+        sections += ["## Quality gate", _md_table(["gate", "metric", "value", "threshold", "result", "margin"],
+                                                  _gate_rows(report)), ""]
+    if report.fidelity is not None:
+        f = report.fidelity
+        sections += [f"## Fidelity ({f.name('FID')})", f"Features: {f.extractor['label']}."]
+        if _proxy_warning(report):
+            sections += ["", _proxy_warning(report)]
+        sections += ["", _md_table(["metric", "value"], _fidelity_rows(report)), ""]
+        if f.per_class:
+            sections += [_md_table(["class", f.name("FID"), "synthetic crops", "reference crops", "note"],
+                                   [[c.name, _num(c.fid), c.n_synthetic, c.n_reference, c.note] for c in f.per_class]),
+                         ""]
+    d = report.duplicates
+    sections += ["## Duplicates",
+                 f"{len(d.flagged)} of {d.n_images} synthetic images flagged as near-duplicates "
+                 f"({sum(x.against == 'reference' for x in d.pairs)} pairs with reference images); action "
+                 f"`{d.action}`, {len(d.removed)} removed.", ""]
+    sections += ["## Labels", f"{report.labels.issues} label issues"
+                 + (": " + ", ".join(f"{k} {v}" for k, v in report.labels.issues_by_kind.items())
+                    if report.labels.issues else "") + ".", ""]
+    if report.labels.distances:
+        sections += [_md_table(["class", "box size KS", "box size Wasserstein", "centre x KS", "centre y KS"],
+                               [[n, _num(s["size"]["ks"]), _num(s["size"]["wasserstein"]), _num(s["x"]["ks"]),
+                                 _num(s["y"]["ks"])] for n, s in report.labels.distances.items()]), ""]
+    if report.memorisation is not None:
+        sections += ["## Memorisation (distance to closest record)", _md_table(["measure", "value"],
+                                                                                _memo_rows(report)), ""]
+    if report.utility is not None:
+        u = report.utility
+        sections += ["## Utility (train on synthetic, test on real)",
+                     f"`{u.train.model}`, {u.train.steps} steps, image size {u.train.image_size}, seeds "
+                     f"{sorted({r.seed for r in u.runs})}: AP {u.mean('real'):.4f} (real) → "
+                     f"{u.mean('real+synthetic'):.4f} (real + synthetic), delta {u.delta_ap:+.4f}; AP50 delta "
+                     f"{u.delta_ap50:+.4f}.", "",
+                     _md_table(["class", "AP real", "AP real+synthetic", "delta"],
+                               [[n, _num(v["real"]), _num(v["real+synthetic"]), _num(v["delta"])]
+                                for n, v in u.per_class().items()]), ""]
+    if report.notes:
+        sections += ["## Notes", *[f"- {n}" for n in report.notes], ""]
+    sections += ["## Intended use",
+                 "Synthetic data supplements real data; it does not replace it. Keep a pure-real evaluation split "
+                 "and report the synthetic share of every training set.", ""]
+    sections += ["## Config", "```yaml", _config_yaml(report).rstrip(), "```", ""]
+    return "\n".join(sections)

@@ -1,0 +1,1 @@
+"""Rare-class augmentation of an existing COCO dataset (`vision-synth augment-rare`, `defects`)."""

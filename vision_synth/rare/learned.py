@@ -1,0 +1,358 @@
+"""The learned defect source: a small diffusers UNet2DModel trained with DDPM on 4-channel crops
+(RGB + mask) of one class, so it draws a defect and its mask together (mask = 4th channel > 0).
+
+Training data are square context crops of the class's real instances on the training part only
+(the eval split is left out), augmented every step (flips, rot90, colour jitter, small scale).
+Every random choice of step s comes from (seed, s), so a run resumed from a checkpoint takes the
+same steps as one that never stopped. Checkpoints: MODEL/checkpoint-NNNNNN/ (unet in safetensors,
+optimizer, state.json); the final model: MODEL/unet, MODEL/scheduler, MODEL/rare_model.json and
+MODEL/training_crops.npz (the un-augmented crops, kept for the memorisation check).
+
+Sampling uses DDIM from the training scheduler's config with per-crop noise from (seed, crop index);
+crops whose distance to the closest training crop (DCR) falls below the training crops' own
+nearest-neighbour distance quantile are rejected as likely copies.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vision_synth.coco.reader import load_coco
+from vision_synth.errors import DatasetError, VisionSynthError
+from vision_synth.rare.crops import context_crop, instance_alpha
+from vision_synth.rare.split import eval_image_ids
+from vision_synth.scene.objects import Cutout, _trim, read_image
+from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
+
+META = "rare_model.json"
+CROPS = "training_crops.npz"
+FEATURE_SIZE = 16  # crops are compared for DCR at 16×16×4
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    category: str
+    steps: int = 2000
+    size: int = 32
+    batch_size: int = 16
+    checkpoint_every: int = 200
+    seed: int = 0
+    learning_rate: float = 1e-3
+    keep_checkpoints: int = 2
+    channels: tuple[int, int] = (16, 32)  # UNet block widths (multiples of 8): tiny, trains on a CPU
+
+    def check(self) -> None:
+        if self.size < 8 or self.size % 4:
+            raise VisionSynthError(f"--size {self.size}: must be a multiple of 4, at least 8")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise VisionSynthError("--steps, --batch-size and --checkpoint-every must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    folder: Path
+    steps: int
+    resumed_from: int
+    crops: int
+    seconds: float
+    device: str
+
+    @property
+    def steps_per_second(self) -> float:
+        done = self.steps - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else float("nan")
+
+    def line(self) -> str:
+        resumed = f", resumed from step {self.resumed_from}" if self.resumed_from else ""
+        return (f"{self.folder}: trained {self.steps} steps on {self.crops} crops ({self.device}, "
+                f"{self.steps_per_second:.2f} steps/s{resumed})")
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedModel:
+    folder: Path
+    unet: Any
+    scheduler: Any
+    meta: dict
+    training_crops: np.ndarray  # N×S×S×4 uint8 (mask channel 0/255)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_unet(size: int, seed: int, channels: tuple[int, int] = (16, 32)):
+    import torch
+    from diffusers import UNet2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_seed_for(seed, 0, 1))
+        return UNet2DModel(sample_size=size, in_channels=4, out_channels=4, layers_per_block=1,
+                           block_out_channels=tuple(channels), norm_num_groups=8,
+                           down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+
+
+def build_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+
+
+def training_crops(coco: str | Path, images: str | Path | None, category: str, size: int,
+                   eval_coco: str | Path | None = None, eval_ratio: float | None = None,
+                   seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Context crops (N×S×S×4 uint8) of `category` on the training part, and where they came from."""
+    dataset = load_coco(coco, images)
+    ids = [c["id"] for c in dataset.categories if c["name"] == category]
+    if not ids:
+        raise DatasetError(f"{coco}: no category named {category!r} (has: "
+                           f"{', '.join(c['name'] for c in dataset.categories)})")
+    held_out = eval_image_ids(dataset, eval_coco, eval_ratio, seed) if (eval_coco or eval_ratio) else set()
+    crops, files, ann_ids = [], [], []
+    for image in sorted(dataset.images, key=lambda im: im["id"]):
+        if image["id"] in held_out:
+            continue
+        anns = dataset.annotations_of(image["id"])
+        if not any(a["category_id"] == ids[0] for a in anns):
+            continue
+        pixels = read_image(dataset.image_file(image)).astype(np.float32)
+        inst = dataset.instances(image)
+        for ann, mask, approx, box in zip(anns, inst.masks, inst.attributes["approximate"], inst.boxes):
+            if ann["category_id"] != ids[0] or ann.get("iscrowd", 0):
+                continue
+            crop = context_crop(pixels, instance_alpha(mask, bool(approx), box), size)
+            if not crop[..., 3].any():  # thinner than a pixel at this size: keep its centre line
+                crop[size // 2, size // 2, 3] = 1.0
+            crop[..., 3] *= 255.0
+            crops.append(np.clip(crop + 0.5, 0, 255).astype(np.uint8))
+            files.append(image["file_name"])
+            ann_ids.append(ann["id"])
+    if len(crops) < 2:
+        raise DatasetError(f"{coco}: class {category!r} has {len(crops)} instance(s) in the training part; "
+                           "the learned source needs at least 2")
+    origin = {"coco": str(coco), "category": category, "training_images": sorted(set(files)),
+              "training_annotations": ann_ids, "eval_held_out": sorted(held_out)}
+    return np.stack(crops), origin
+
+
+def augment_batch(crops: np.ndarray, rng: np.random.Generator, batch: int) -> np.ndarray:
+    """batch×4×S×S float32 in [-1, 1]: random crops flipped, turned by 90°, colour-jittered, rescaled."""
+    size = crops.shape[1]
+    out = np.empty((batch, 4, size, size), np.float32)
+    for b in range(batch):
+        crop = crops[int(rng.integers(len(crops)))].astype(np.float32)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if rng.random() < 0.5:
+            crop = crop[::-1]
+        crop = np.rot90(crop, int(rng.integers(4)))
+        zoom = float(rng.uniform(0.9, 1.1))
+        if zoom != 1.0:
+            matrix = cv2.getRotationMatrix2D((size / 2, size / 2), 0.0, zoom)
+            rgb = cv2.warpAffine(np.ascontiguousarray(crop[..., :3]), matrix, (size, size), borderMode=cv2.BORDER_REFLECT)
+            mask = cv2.warpAffine(np.ascontiguousarray(crop[..., 3]), matrix, (size, size), borderValue=0)
+            crop = np.dstack([rgb, np.where(mask >= 127.5, 255.0, 0.0)]) if (mask >= 127.5).any() else crop
+        rgb = crop[..., :3] * float(rng.uniform(0.8, 1.2))
+        mean = rgb.mean()
+        rgb = (rgb - mean) * float(rng.uniform(0.8, 1.2)) + mean + rng.uniform(-10, 10, 3)
+        crop = np.dstack([np.clip(rgb, 0, 255), crop[..., 3]])
+        out[b] = np.transpose(crop / 127.5 - 1.0, (2, 0, 1))
+    return out
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("checkpoint-*") if (p / "state.json").is_file())
+
+
+def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: Path,
+          eval_coco: str | Path | None = None, eval_ratio: float | None = None,
+          show_progress: bool = True) -> TrainResult:
+    """Train (or resume from the last checkpoint in `folder`) and save the final model there."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+    from diffusers import UNet2DModel
+    from tqdm import tqdm
+
+    spec.check()
+    crops, origin = training_crops(coco, images, spec.category, spec.size, eval_coco, eval_ratio, spec.seed)
+    device = _device()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet = build_unet(spec.size, spec.seed, spec.channels)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate)
+    start_step = 0
+    last = _checkpoints(folder)
+    if last:
+        state = json.loads((last[-1] / "state.json").read_text())
+        if (state["category"], state["size"], state["seed"]) != (spec.category, spec.size, spec.seed):
+            raise VisionSynthError(f"{last[-1]}: checkpoint of category {state['category']!r}, size {state['size']}, "
+                                   f"seed {state['seed']}; use another --out or the same settings to resume")
+        unet = UNet2DModel.from_pretrained(last[-1] / "unet")
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate)
+        optimizer.load_state_dict(torch.load(last[-1] / "optimizer.pt", map_location="cpu", weights_only=True))
+        start_step = int(state["step"])
+    unet.to(device).train()
+    scheduler = build_scheduler()
+    alphas = scheduler.alphas_cumprod.to(device)
+    began = time.perf_counter()
+    bar = tqdm(total=spec.steps, initial=min(start_step, spec.steps), desc=f"train {spec.category}", unit="step",
+               disable=not show_progress)
+    for step in range(start_step, spec.steps):
+        rng = rng_for(spec.seed, step, 2)
+        x0 = torch.from_numpy(augment_batch(crops, rng, spec.batch_size)).to(device)
+        gen = torch_generator_for(spec.seed, step, 3)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.from_numpy(rng.integers(0, scheduler.config.num_train_timesteps, spec.batch_size)).to(device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(unet(noisy, t).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        if done % spec.checkpoint_every == 0 or done == spec.steps:
+            _save_checkpoint(folder, unet, optimizer, spec, done)
+    bar.close()
+    seconds = time.perf_counter() - began
+    unet.to("cpu").eval()
+    _save_model(folder, unet, scheduler, crops, origin, spec)
+    return TrainResult(folder, spec.steps, start_step, len(crops), seconds, device)
+
+
+def _save_checkpoint(folder: Path, unet, optimizer, spec: TrainSpec, step: int) -> None:
+    import torch
+
+    final = folder / f"checkpoint-{step:06d}"
+    tmp = folder / f".checkpoint-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    unet.save_pretrained(tmp / "unet", safe_serialization=True)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "category": spec.category, "size": spec.size,
+                                                "seed": spec.seed}))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)  # a checkpoint folder exists only complete
+    for old in _checkpoints(folder)[: -spec.keep_checkpoints]:
+        shutil.rmtree(old)
+
+
+def _save_model(folder: Path, unet, scheduler, crops: np.ndarray, origin: dict, spec: TrainSpec) -> None:
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    scheduler.save_pretrained(folder / "scheduler")
+    np.savez_compressed(folder / CROPS, crops=crops)
+    meta = {**origin, "size": spec.size, "steps": spec.steps, "seed": spec.seed, "batch_size": spec.batch_size,
+            "learning_rate": spec.learning_rate, "channels": list(spec.channels)}
+    (folder / META).write_text(json.dumps(meta, indent=2))
+
+
+def load_model(folder: str | Path, where: str = "model") -> LearnedModel:
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    folder = Path(folder)
+    if not (folder / META).is_file() or not (folder / "unet").is_dir():
+        raise VisionSynthError(f"{where}: {folder} is not a model folder written by `vision-synth defects train` "
+                               f"(no {META} or unet/)")
+    meta = json.loads((folder / META).read_text())
+    unet = UNet2DModel.from_pretrained(folder / "unet").eval()
+    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
+    with np.load(folder / CROPS) as data:
+        crops = data["crops"]
+    return LearnedModel(folder, unet, scheduler, meta, crops)
+
+
+def check_training_images(model: LearnedModel, eval_files: set[str], where: str) -> None:
+    """Refuse a model trained on an image of the eval split."""
+    leaked = sorted(set(model.meta.get("training_images", [])) & eval_files)
+    if leaked:
+        raise VisionSynthError(f"{where}: {model.folder} was trained on {len(leaked)} image(s) of the eval split "
+                               f"(e.g. {leaked[0]}); retrain with --eval-ratio/--eval-coco matching the policy")
+
+
+def sample_crops(model: LearnedModel, num: int, seed: int = 0, steps: int = 50, batch: int = 16) -> np.ndarray:
+    """num×S×S×4 uint8 crops (mask channel 0/255); crop i's noise comes from (seed, i)."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    device = _device()
+    unet = model.unet.to(device)
+    size = int(model.meta["size"])
+    scheduler = DDIMScheduler.from_config(model.scheduler.config)
+    out = np.empty((num, size, size, 4), np.uint8)
+    for start in range(0, num, batch):
+        n = min(batch, num - start)
+        x = torch.cat([torch.randn((1, 4, size, size), generator=torch_generator_for(seed, start + k, 7))
+                       for k in range(n)]).to(device)
+        scheduler.set_timesteps(steps)
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                x = scheduler.step(unet(x, t).sample, t, x, eta=0.0).prev_sample
+        arr = x.clamp(-1, 1).permute(0, 2, 3, 1).cpu().numpy()
+        rgb = np.clip((arr[..., :3] + 1) * 127.5 + 0.5, 0, 255)
+        mask = np.where(arr[..., 3] > 0, 255, 0)
+        out[start : start + n] = np.concatenate([rgb, mask[..., None]], axis=-1).astype(np.uint8)
+    return out
+
+
+def crop_features(crops: np.ndarray) -> np.ndarray:
+    """N×(16·16·4) features for DCR: crops resized to 16×16, RGB and mask in [0, 1]."""
+    small = [cv2.resize(c.astype(np.float32) / 255.0, (FEATURE_SIZE, FEATURE_SIZE), interpolation=cv2.INTER_AREA)
+             for c in crops]
+    return np.stack(small).reshape(len(crops), -1)
+
+
+def memorisation_filter(crops: np.ndarray, training: np.ndarray, close_quantile: float = 0.05):
+    """(keep mask, DCRResult): a crop is rejected when nearer its closest training crop than the
+    `close_quantile` quantile of the training crops' own nearest-neighbour distances."""
+    from vision_synth.quality.memorisation import dcr
+
+    result = dcr(crop_features(crops), crop_features(training), close_quantile=close_quantile)
+    return ~result.close, result
+
+
+def sample_cutouts(model: LearnedModel, num: int, seed: int = 0, steps: int = 50,
+                   dcr_quantile: float = 0.05) -> tuple[list[Cutout], int]:
+    """Sampled crops that pass the memorisation check, as Cutouts (pixels inside the mask); and how
+    many were rejected by DCR. Crops with an empty mask are dropped too."""
+    crops = sample_crops(model, num, seed, steps)
+    keep, _ = memorisation_filter(crops, model.training_crops, dcr_quantile)
+    cutouts = []
+    for i in np.flatnonzero(keep):
+        alpha = (crops[i, ..., 3] > 0).astype(np.float32)
+        if alpha.any():
+            cutouts.append(_trim(crops[i, ..., :3].astype(np.float32), alpha, f"{model.folder} sample {i}"))
+    return cutouts, int((~keep).sum())
+
+
+def write_samples(model: LearnedModel, num: int, out: Path, seed: int = 0, steps: int = 50,
+                  dcr_quantile: float = 0.05) -> str:
+    """Write accepted crops as RGBA PNGs (alpha = mask) and samples.json with the DCR figures."""
+    from vision_synth.coco.writer import write_atomic
+
+    crops = sample_crops(model, num, seed, steps)
+    keep, result = memorisation_filter(crops, model.training_crops, dcr_quantile)
+    empty = crops[..., 3].reshape(num, -1).max(axis=1) == 0
+    written = []
+    for i in range(num):
+        if keep[i] and not empty[i]:
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(crops[i], cv2.COLOR_RGBA2BGRA))
+            name = f"crop_{i:05d}.png"
+            write_atomic(out / name, buf.tobytes())
+            written.append(name)
+    report = {"model": str(model.folder), "seed": seed, "steps": steps, "requested": num, "written": written,
+              "rejected_dcr": [int(i) for i in np.flatnonzero(~keep)],
+              "empty_mask": [int(i) for i in np.flatnonzero(empty & keep)], "dcr": result.to_json()}
+    write_atomic(out / "samples.json", json.dumps(report, indent=2))
+    return (f"{out}: {len(written)} of {num} crops written ({int((~keep).sum())} rejected by DCR, "
+            f"{int((empty & keep).sum())} with an empty mask)")

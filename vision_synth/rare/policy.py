@@ -1,0 +1,149 @@
+"""The rare-class policy: which classes get new instances, how many, and from which source.
+
+A class of the (training part of the) dataset with `n` real instances is brought up to its target
+(`target_per_class`, or `rare_below` for classes under it), but never past the cap on its synthetic
+share: added `s` keeps `s / (n + s) <= max_synthetic_fraction`. Both are overridable per class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from vision_synth.diffusion.spec import DiffusionSpec
+from vision_synth.config import BlendSpec, ColorJitter, _read_yaml, validation_message
+from vision_synth.errors import ConfigError
+from vision_synth.scene.defects import DefectSpec
+from vision_synth.spec import CountRange, FloatRange, PositiveRange, Spec
+
+Source = Literal["copy-paste", "procedural", "learned", "inpaint"]
+
+
+class EvalSpec(Spec):
+    """The pure-real evaluation split: a COCO file of it, or drawn stratified by class with `ratio`."""
+
+    coco: str | None = None
+    ratio: float | None = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> EvalSpec:
+        if self.coco is None and self.ratio is None:
+            raise ValueError("give eval.coco or eval.ratio")
+        return self
+
+
+class PasteSpec(Spec):
+    """How a crop is pasted (the attribute names of the compositor's ObjectSpec, which `object_layer`
+    reads). `scale`: longest side as a fraction of the image's shorter side; none = the range seen
+    in the class's real instances."""
+
+    scale: PositiveRange | None = None
+    rotation: FloatRange = (-180.0, 180.0)
+    flip: bool = True
+    color_jitter: ColorJitter = ColorJitter(brightness=(0.85, 1.15), contrast=(0.85, 1.15), saturation=(0.9, 1.1))
+    blend: Literal["hard", "feather", "poisson"] | None = None
+
+
+class ClassPolicy(Spec):
+    source: Source = "copy-paste"
+    target: int | None = Field(None, ge=0)
+    max_synthetic_fraction: float | None = Field(None, ge=0, le=1)
+    defect: DefectSpec | None = Field(None, description="procedural: the compositor defect to draw")
+    model: str | None = Field(None, description="learned: folder written by `vision-synth defects train`")
+    inpaint: DiffusionSpec | None = Field(None, description="inpaint: the diffusion section (mode inpaint-insert, "
+                                                           "model, prompts with one for this class)")
+    dcr_quantile: float = Field(0.05, ge=0, le=1, description="learned: reject crops nearer a training crop "
+                                                             "than this quantile of training NN distances")
+    sample_steps: int = Field(50, ge=1, le=1000, description="learned: denoising steps per crop")
+
+    @model_validator(mode="after")
+    def _source_has_its_section(self) -> ClassPolicy:
+        if self.source == "procedural" and self.defect is None:
+            raise ValueError("source procedural needs a 'defect' section (a compositor defect, e.g. {kind: crack})")
+        if self.source == "learned" and self.model is None:
+            raise ValueError("source learned needs 'model' (a folder from `vision-synth defects train`)")
+        if self.source == "inpaint" and self.inpaint is None:
+            raise ValueError("source inpaint needs an 'inpaint' section (mode: inpaint-insert, model, prompts)")
+        return self
+
+
+class RarePolicy(Spec):
+    seed: int = 0
+    target_per_class: int | None = Field(None, ge=0)
+    rare_below: int | None = Field(None, ge=1)
+    max_synthetic_fraction: float = Field(0.5, ge=0, le=1)
+    eval: EvalSpec = EvalSpec()
+    classes: dict[str, ClassPolicy] = Field(default_factory=dict)
+    paste: PasteSpec = PasteSpec()
+    blend: BlendSpec = BlendSpec(mode="feather", feather=1.0)
+    per_image: CountRange = Field((1, 3), description="new instances per new image")
+    targets: Literal["clean-first", "any"] = Field("clean-first", description="paste onto images without "
+                                                   "annotations while there are any, else onto any train image")
+    region: str | None = Field(None, description="part mask image (white = where defects may go), resized to each image")
+    margin: int = Field(2, ge=0, description="pixels kept free around existing instances")
+    format: Literal["png", "jpeg"] = "png"
+    max_attempts: int = Field(4, ge=1, description="new images tried per wanted image before giving up")
+
+
+def load_policy(path: str | Path | None, seed: int | None = None) -> RarePolicy:
+    data = {} if path is None else _read_yaml(Path(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of policy keys")
+    if seed is not None:
+        data = {**data, "seed": seed}
+    classes = data.get("classes")
+    if isinstance(classes, dict):  # a procedural defect is labelled as its class; `category` may be left out
+        data = {**data, "classes": {
+            name: {**per, "defect": {"category": name, **per["defect"]}}
+            if isinstance(per, dict) and isinstance(per.get("defect"), dict) else per
+            for name, per in classes.items()}}
+    try:
+        return RarePolicy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(str(path or "policy"), exc, data)) from None
+
+
+@dataclass(frozen=True)
+class ClassPlan:
+    name: str
+    category_id: int
+    real: int  # real instances in the training part
+    target: int
+    cap: int  # most synthetic instances the share cap allows
+    add: int
+    source: Source | None
+
+
+def plan_counts(policy: RarePolicy, categories: list[dict], real_counts: dict[int, int],
+                source: str = "policy") -> list[ClassPlan]:
+    """How many instances each class gets; errors name a policy class the dataset does not have."""
+    names = {c["name"]: c["id"] for c in categories}
+    for name in policy.classes:
+        if name not in names:
+            raise ConfigError(f"{source}: classes.{name}: no category named {name!r} in the dataset "
+                              f"(has: {', '.join(names)})")
+    plans = []
+    for cat in categories:
+        name, cid = cat["name"], cat["id"]
+        per = policy.classes.get(name)
+        n = int(real_counts.get(cid, 0))
+        if per is not None and per.target is not None:
+            target = per.target
+        elif policy.target_per_class is not None:
+            target = policy.target_per_class
+        elif policy.rare_below is not None and n < policy.rare_below:
+            target = policy.rare_below
+        else:
+            target = n
+        fraction = per.max_synthetic_fraction if per is not None and per.max_synthetic_fraction is not None \
+            else policy.max_synthetic_fraction
+        cap = 10**9 if fraction >= 1 else math.floor(fraction * n / (1 - fraction) + 1e-9)
+        add = max(0, min(target - n, cap))
+        plans.append(ClassPlan(name, cid, n, target, cap, add, (per.source if per else "copy-paste") if add else None))
+    return plans
