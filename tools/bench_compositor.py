@@ -28,7 +28,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "bench_512.yaml"))
     parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OpenCV threads (default 1: the figure is per process, one process per core)")
     args = parser.parse_args()
+    import cv2
+
+    cv2.setNumThreads(args.threads)
 
     config = load_config(args.config, num_images=args.images)
     compositor = Compositor(config)

@@ -257,6 +257,10 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     start = time.perf_counter()
     state = distributed_state()
     is_main = state is None or state.is_main_process
+    if state is not None and state.device.type == "cpu":
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core: OpenCV's own thread pool would oversubscribe
     generator = make_generator(config)  # checks every asset before anything is written
     if config.quality is not None:
         from vision_synth.quality.check import check_quality_inputs
