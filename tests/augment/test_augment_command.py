@@ -1,17 +1,14 @@
 """`vision-synth augment` on existing COCO datasets: outputs written like the generator's, every
 kind of input segmentation accepted, malformed input refused with one line and nothing written."""
 
-import argparse
 import json
-import sys
 
 import pytest
 import yaml
 
 from conftest import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
 from vision_synth import masks as mask_ops
-from vision_synth.augment.command import add_augment_parser
-from vision_synth.errors import VisionSynthError
+from vision_synth.cli import main
 
 GEOMETRIC = {"__version__": "2.0.8", "transform": {"__class_fullname__": "Compose", "p": 1.0, "transforms": [
     {"__class_fullname__": "HorizontalFlip", "p": 0.5},
@@ -20,15 +17,8 @@ GEOMETRIC = {"__version__": "2.0.8", "transform": {"__class_fullname__": "Compos
 
 
 def run_cli(argv: list[str]) -> int:
-    """What `vision-synth augment ...` does: parse, run, print a VisionSynthError as one line, exit 2."""
-    parser = argparse.ArgumentParser(prog="vision-synth")
-    add_augment_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except VisionSynthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """`vision-synth augment ...` through the real entry point."""
+    return main(argv)
 
 
 @pytest.fixture
