@@ -295,6 +295,16 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, quality)
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now, for the processes' rendezvous: accelerate's fixed
+    default (29500) collides when two runs start on one machine, or one right after another."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def launch(argv: list[str], processes: int) -> int:
     """Re-run this command under `accelerate launch` with `processes` processes (one per GPU when
     CUDA is present, else CPU processes); returns the launcher's exit code."""
@@ -304,7 +314,8 @@ def launch(argv: list[str], processes: int) -> int:
     import torch
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
-           "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no"]
+           "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port())]
     if processes > 1:
         cmd.append("--multi_gpu")
     elif not torch.cuda.is_available():

@@ -79,7 +79,7 @@ class UtilitySpec(Spec):
     reference."""
 
     enabled: bool = False
-    # vision_synth.detector.TrainConfig keys; validated by it (imported only then: it brings torch)
+    # vision_synth.detector_spec.TrainConfig keys; validated by it
     train: Any = Field(default_factory=lambda: dict(UTILITY_BUDGET), validate_default=True)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     val_fraction: float = Field(0.3, gt=0, lt=1)
@@ -90,7 +90,7 @@ class UtilitySpec(Spec):
     @field_validator("train", mode="before")
     @classmethod
     def _train_config(cls, value: Any) -> Any:
-        from vision_synth.detector import TrainConfig
+        from vision_synth.detector_spec import TrainConfig
 
         if isinstance(value, TrainConfig):
             return value
