@@ -9,8 +9,6 @@ from PIL import Image
 
 from conftest import check_coco_labels, coco_self_eval, small_config
 from vision_synth.cli import main
-from vision_synth.config import load_config
-from vision_synth.runner import generate
 
 
 def digest(folder):

@@ -1,7 +1,6 @@
 """Scale-out: several processes through accelerate, kill-and-resume, streaming merge."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

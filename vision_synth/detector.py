@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vision_synth.coco.reader import load_coco
-from vision_synth.detector_spec import MODELS, ModelName, TrainConfig  # noqa: F401  (re-exported)
+from vision_synth.detector_spec import MODELS, TrainConfig  # noqa: F401  (re-exported)
 from vision_synth.errors import DatasetError, VisionSynthError
 
 @dataclass
