@@ -309,3 +309,18 @@ def test_specs_are_immutable():
 def test_make_defect_rejects_other_objects():
     with pytest.raises(TypeError):
         make_defect(object(), np.random.default_rng(0), (64, 64), 1)
+
+
+def test_canvas_coverage_is_the_4x4_box_mean():
+    import cv2
+
+    from vision_synth.scene.defects import _Canvas, _alpha
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        points = rng.uniform(0, 60, (7, 2))
+        canvas = _Canvas(points, 2.0)
+        canvas.fill(points)
+        exact = cv2.resize(canvas.pixels, (canvas.width, canvas.height), interpolation=cv2.INTER_AREA)
+        assert np.abs(canvas.coverage8().astype(int) - exact).max() <= 1
+        np.testing.assert_allclose(canvas.alpha(), _alpha(canvas.coverage()), atol=1e-6)

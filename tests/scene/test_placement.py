@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from vision_synth.scene.layers import Layer, constant
+from vision_synth.scene.layers import Layer
 from vision_synth.scene.placement import PlacementRules, Request, place_instances
 
 LOOSE = PlacementRules(max_overlap=1.0, min_visible_area=1, min_visible_fraction=0.0)
 
 
 def square(h, w, value, category=1, blend="alpha"):
-    return Layer(np.ones((h, w), np.float32), constant(np.full(3, value, np.float32)), category, blend=blend)
+    return Layer(np.ones((h, w), np.float32), np.float32(0.0), np.full(3, value, np.float32), category, blend=blend)
 
 
 def place(requests, rules=LOOSE, size=64, seed=0):
@@ -72,7 +72,7 @@ def test_poisson_blend_changes_only_masked_pixels():
     bg = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     alpha = np.zeros((20, 20), np.float32)
     alpha[3:17, 3:17] = 1
-    layer = Layer(alpha, constant(np.full(3, 200, np.float32)), 1, blend="poisson")
+    layer = Layer.solid(alpha, np.full(3, 200, np.float32), 1, blend="poisson")
     for at in [(10, 10), (0, 0), (44, 44)]:  # interior and both corners
         image, inst, _ = place_instances(bg, [Request(layer, at=at)], rng, LOOSE)
         assert np.array_equal(image[~inst.masks[0]], bg[~inst.masks[0]])

@@ -66,3 +66,16 @@ def test_rotated_patterns_cover_the_whole_frame(size, step):
 def test_unknown_texture_is_an_error():
     with pytest.raises(ValueError, match="marble"):
         make_texture("marble", np.random.default_rng(0), 8, 8)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.4, 2.0])
+def test_coarse_warp_is_exact_for_linear_fields(angle):
+    # reduce=4 warps a 4× coarser grid and upsamples it: exact (away from the outermost pixels)
+    # for a field that is linear in the image, such as wood's ring phase before its warp noise
+    rows, cols = _oriented_frame(120, 170, angle, 4.0, 4.0)
+    source = np.arange(rows, dtype=np.float32)[:, None] * 3.0 + np.arange(cols, dtype=np.float32)[None, :] * 1.5
+    full = _rotate_into_image(source, 120, 170, angle, 4.0, 4.0)
+    coarse = _rotate_into_image(source, 120, 170, angle, 4.0, 4.0, reduce=4)
+    assert coarse.shape == full.shape
+    assert np.abs(coarse - full)[3:-3, 3:-3].max() < 1e-3
+    assert np.abs(coarse - full).max() < 2.0  # edges clamp to the last coarse sample: under a step of phase

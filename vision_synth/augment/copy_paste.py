@@ -17,7 +17,7 @@ import numpy as np
 from vision_synth import masks as mask_ops
 from vision_synth.masks import mask_areas
 from vision_synth.augment.spec import CopyPasteSpec
-from vision_synth.scene.layers import Layer, constant
+from vision_synth.scene.layers import Layer
 from vision_synth.scene.placement import PlacementRules, Request, place_instances
 from vision_synth.spec import integer, uniform
 from vision_synth.types import Instances, Sample
@@ -87,9 +87,9 @@ def _layer(source: Sample, row: int, rng: np.random.Generator, spec: CopyPasteSp
         soft = cv2.GaussianBlur(np.pad(alpha, pad), (0, 0), spec.feather)
         alpha = soft if (soft >= 0.5).any() else np.pad(alpha, pad)
         rgb = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    return Layer(np.ascontiguousarray(alpha, np.float32), constant(np.ascontiguousarray(rgb)),
-                 int(source.instances.category_ids[row]), SOURCE,
-                 blend="poisson" if spec.blend == "poisson" else "alpha")
+    return Layer.solid(np.ascontiguousarray(alpha, np.float32), np.ascontiguousarray(rgb),
+                       int(source.instances.category_ids[row]), SOURCE,
+                       blend="poisson" if spec.blend == "poisson" else "alpha")
 
 
 def _occlude(inst: Instances, covered: np.ndarray, spec: CopyPasteSpec) -> Instances:

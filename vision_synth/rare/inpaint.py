@@ -26,7 +26,7 @@ def shape_layers(cutouts: list[Cutout], paste_spec, category_id: int):
     def make(rng, hw):
         cutout = transform_cutout(cutouts[int(rng.integers(len(cutouts)))], rng, paste_spec, hw)
         alpha = (cutout.alpha >= 0.5).astype(np.float32)
-        return Layer(alpha, lambda under: under, category_id, "inpaint")
+        return Layer(alpha, np.float32(1.0), np.float32(0.0), category_id, "inpaint")
     return make
 
 

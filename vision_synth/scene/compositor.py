@@ -77,6 +77,7 @@ class Compositor:
             for _ in range(integer(rng, spec.count)):
                 defects.append(Request(make_defect(spec, rng, hw, self.category_ids[spec.category]), region))
 
-        image, instances, _ = place_instances(background, objects + defects, rng, self.rules, config.output.amodal)
+        image, instances, _ = place_instances(background, objects + defects, rng, self.rules, config.output.amodal,
+                                              in_place=True)
         provenance = dataclasses.replace(self.provenance, background=bg_name)
         return Sample(index=index, seed=config.seed, image=image, instances=instances, provenance=provenance)

@@ -1,28 +1,31 @@
 """A `Layer` is one thing to paste into a scene: a local alpha and how it looks over what lies beneath.
 
 Generators (sprites, COCO crops, procedural defects) all return Layers, and the placement engine
-pastes them. The instance mask of a pasted layer is `alpha >= 0.5` after any clipping, and the
-pixels are `under * (1 - alpha) + render(under) * alpha`, so pixels and mask come from one array.
+pastes them. A layer's colour over `under` is the affine `render(under) = under · gain + offset`
+(an opaque sprite: gain 0, offset its colours; a defect: maps that darken or tint). The instance
+mask of a pasted layer is `alpha >= 0.5` after any clipping, and the pixels are
+`under · (1 − alpha) + render(under) · alpha`, so pixels and mask come from one array.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
+import cv2
 import numpy as np
 
-Render = Callable[[np.ndarray], np.ndarray]
 MASK_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """`alpha`: h×w float32 in [0, 1]. `render(under)`: h×w×3 float32 (0..255) → same shape."""
+    """`alpha`: h×w float32 in [0, 1]. `gain`, `offset`: float32 arrays that broadcast to h×w×3
+    (h×w×1 for a grey map, h×w×3 per channel, or a scalar / RGB triple), colours in 0..255."""
 
     alpha: np.ndarray
-    render: Render
+    gain: np.ndarray | float
+    offset: np.ndarray | float
     category_id: int
     source: str = "procedural"
     # "alpha" pastes by alpha; "poisson" pastes the masked region with OpenCV seamlessClone
@@ -32,6 +35,12 @@ class Layer:
         if self.alpha.ndim != 2 or self.alpha.dtype != np.float32:
             raise ValueError(f"layer alpha must be h×w float32, got {self.alpha.shape} {self.alpha.dtype}")
 
+    @classmethod
+    def solid(cls, alpha: np.ndarray, rgb: np.ndarray, category_id: int, source: str = "procedural",
+              blend: str = "alpha") -> Layer:
+        """A layer that ignores what lies beneath: `rgb` (h×w×3 or one colour, 0..255) over it."""
+        return cls(alpha, np.float32(0.0), np.asarray(rgb, np.float32), category_id, source, blend)
+
     @cached_property
     def mask(self) -> np.ndarray:
         return self.alpha >= MASK_THRESHOLD
@@ -40,8 +49,30 @@ class Layer:
     def shape(self) -> tuple[int, int]:
         return int(self.alpha.shape[0]), int(self.alpha.shape[1])
 
+    def render(self, under: np.ndarray) -> np.ndarray:
+        """The layer's colours over `under` (h×w×3 float32), before alpha."""
+        return np.broadcast_to(under * self.gain + self.offset, under.shape)
 
-def constant(rgb: np.ndarray) -> Render:
-    """A render that ignores what lies beneath (an opaque sprite's colours)."""
-    rgb = np.asarray(rgb, np.float32)
-    return lambda under: rgb
+    @cached_property
+    def composite(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(G, O), both h×w×3 float32: the pasted pixels are `under · G + O`, i.e. alpha folded in
+        once (G = 1 − alpha·(1 − gain), O = alpha·offset), so pasting is two OpenCV calls.
+        O is None when the offset is zero (a layer that only darkens)."""
+        gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32))
+        np.subtract(1.0, gain, out=gain)
+        offset = np.asarray(self.offset, np.float32)
+        if offset.ndim == 0 and offset == 0.0:
+            return gain, None
+        return gain, _times_alpha(self.alpha, offset)
+
+
+def _times_alpha(alpha: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """alpha (h×w) × m (a scalar, an RGB triple, h×w, h×w×1 or h×w×3) as h×w×3 float32."""
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[..., 0]
+    if m.ndim == 1:
+        return cv2.merge([alpha * m[c] for c in range(3)])
+    if m.ndim == 3:
+        return cv2.multiply(cv2.merge([alpha, alpha, alpha]), np.ascontiguousarray(m, np.float32))
+    one = (alpha * m).astype(np.float32, copy=False)
+    return cv2.merge([one, one, one])

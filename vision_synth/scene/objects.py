@@ -4,6 +4,7 @@ rotation, flip and colour jitter, turned into Layers ready for placement."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ from PIL import Image
 
 from vision_synth.coco.reader import load_coco
 from vision_synth.errors import DatasetError
-from vision_synth.scene.layers import Layer, constant
+from vision_synth.scene.layers import Layer
 from vision_synth.spec import uniform
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -25,6 +26,11 @@ class Cutout:
     rgb: np.ndarray
     alpha: np.ndarray
     origin: str  # file (and annotation) it came from
+
+    @cached_property
+    def premultiplied(self) -> np.ndarray:
+        """h×w×4 float32: colours times alpha, then alpha (what is warped, so edges do not bleed)."""
+        return cv2.merge([*cv2.split(self.rgb * self.alpha[..., None]), self.alpha])
 
 
 def _trim(rgb: np.ndarray, alpha: np.ndarray, origin: str) -> Cutout:
@@ -91,6 +97,8 @@ def jitter_colors(rgb: np.ndarray, rng: np.random.Generator, jitter) -> np.ndarr
     """Brightness, contrast and saturation factors and a hue shift (degrees) drawn from `jitter`."""
     b, c, s, hue = (uniform(rng, jitter.brightness), uniform(rng, jitter.contrast),
                     uniform(rng, jitter.saturation), uniform(rng, jitter.hue))
+    if b == 1.0 and c == 1.0 and s == 1.0 and hue == 0.0:
+        return rgb  # no jitter configured: the colours as they are
     out = rgb * b
     if c != 1.0:
         out = (out - out.mean()) * c + out.mean()
@@ -118,19 +126,21 @@ def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: t
     out_h = max(1, int(np.ceil(h * cos + w * sin)))
     matrix[0, 2] += out_w / 2 - w / 2
     matrix[1, 2] += out_h / 2 - h / 2
-    rgba = np.dstack([cutout.rgb * cutout.alpha[..., None], cutout.alpha])
     interp = cv2.INTER_AREA if factor < 1 and angle == 0 else cv2.INTER_LINEAR
-    warped = cv2.warpAffine(rgba, matrix, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if warped.ndim == 2:
-        warped = warped[..., None]
-    alpha = np.clip(warped[..., 3], 0, 1)
-    rgb = warped[..., :3] / np.maximum(alpha, 1e-6)[..., None]
+    warped = cv2.warpAffine(cutout.premultiplied, matrix, (out_w, out_h), flags=interp,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if flip:
-        rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
-    keep = alpha >= 0.5
-    if not keep.any():  # scaled below a pixel: keep the brightest-alpha pixel
+        warped = cv2.flip(warped, 1)
+    *premultiplied, alpha = cv2.split(warped.reshape(out_h, out_w, 4))
+    np.clip(alpha, 0.0, 1.0, out=alpha)
+    x, y, w, h = cv2.boundingRect((alpha >= 0.5).view(np.uint8))
+    if w == 0:  # scaled below a pixel: keep the brightest-alpha pixel
         alpha = (alpha >= alpha.max()).astype(np.float32)
-    return _trim(rgb, alpha.astype(np.float32), cutout.origin)
+        x, y, w, h = cv2.boundingRect((alpha > 0).view(np.uint8))
+    alpha = np.ascontiguousarray(alpha[y : y + h, x : x + w])
+    inverse = 1.0 / np.maximum(alpha, 1e-6)  # un-premultiply inside the trimmed window only
+    rgb = cv2.merge([cv2.multiply(c[y : y + h, x : x + w], inverse) for c in premultiplied])
+    return Cutout(rgb, alpha, cutout.origin)
 
 
 def object_layer(cutouts: list[Cutout], spec, blend, rng: np.random.Generator,
@@ -149,5 +159,5 @@ def object_layer(cutouts: list[Cutout], spec, blend, rng: np.random.Generator,
         rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         if not (alpha >= 0.5).any():
             alpha = (alpha >= alpha.max()).astype(np.float32)
-    return Layer(np.ascontiguousarray(alpha, np.float32), constant(rgb), category_id, source,
-                 blend="poisson" if mode == "poisson" else "alpha")
+    return Layer.solid(np.ascontiguousarray(alpha, np.float32), rgb, category_id, source,
+                       blend="poisson" if mode == "poisson" else "alpha")

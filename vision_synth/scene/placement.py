@@ -46,50 +46,53 @@ def place_instances(
     rng: np.random.Generator,
     rules: PlacementRules,
     amodal: bool = False,
+    in_place: bool = False,
 ) -> tuple[np.ndarray, Instances, PlacementStats]:
     """Paste `requests` in order over `background` (H×W×3 uint8); later ones lie on top.
 
     A position is accepted when the new instance lies at most `max_overlap` over earlier ones and
     no earlier instance is left partly visible below the minimum area or fraction (fully hidden
     is allowed: it is then dropped, and none of its pixels remain). Returns the image, the
-    visible instances (with `occlusion` and `source` attributes) and counts.
+    visible instances (with `occlusion` and `source` attributes) and counts. `in_place` paints
+    into `background` itself (for a caller that made it and needs no clean copy).
     """
-    image = background.copy()
+    image = background if in_place else background.copy()
     height, width = image.shape[:2]
-    labels = np.zeros((height, width), np.int32)
+    labels = np.zeros((height, width), np.min_scalar_type(len(requests)))  # uint8 for < 256 requests
     placed: list[tuple[Request, int, int]] = []
-    visible = [0]  # visible pixel count per label (index 0 unused)
-    full = [0]  # amodal pixel count per label
+    visible = np.zeros(len(requests) + 1, np.int64)  # visible pixel count per label (index 0 unused)
+    full = np.zeros(len(requests) + 1, np.int64)  # amodal pixel count per label
     skipped = 0
     for request in requests:
         layer = request.layer
         mask = layer.mask
-        area = int(mask.sum())
+        area = int(np.count_nonzero(mask))
         if area < rules.min_visible_area or layer.shape[0] > height or layer.shape[1] > width:
             skipped += 1
             continue
-        spot = _find_spot(request, mask, area, labels, np.asarray(visible), np.asarray(full), rng, rules)
+        n = len(placed) + 1  # this instance's label, if it is placed
+        spot = _find_spot(request, mask, area, labels, visible[:n], full[:n], rng, rules)
         if spot is None:
             skipped += 1
             continue
-        y, x = spot
+        y, x, lost = spot
         h, w = layer.shape
-        window = labels[y : y + h, x : x + w]
-        lost = np.bincount(window[mask], minlength=len(visible))
         _paint(image, layer, y, x)
-        window[mask] = len(visible)
-        visible = [v - int(c) for v, c in zip(visible, lost)] + [area]
-        visible[0] = 0
-        full.append(area)
+        np.copyto(labels[y : y + h, x : x + w], n, where=mask)
+        if lost is not None:
+            visible[:n] -= lost
+            visible[0] = 0
+        visible[n] = full[n] = area
         placed.append((request, y, x))
 
-    keep = [k for k in range(1, len(visible)) if visible[k] > 0]
+    keep = [k for k in range(1, len(placed) + 1) if visible[k] > 0]
     instances = _collect(labels, placed, keep, visible, full, amodal)
     stats = PlacementStats(placed=len(keep), skipped=skipped, covered=len(placed) - len(keep))
     return image, instances, stats
 
 
-def _find_spot(request, mask, area, labels, visible, full, rng, rules) -> tuple[int, int] | None:
+def _find_spot(request, mask, area, labels, visible, full, rng, rules):
+    """(y, x, pixels lost per earlier label, or None when nothing lies beneath), or None."""
     height, width = labels.shape
     h, w = mask.shape
     tries = 1 if request.at is not None else rules.max_tries
@@ -102,29 +105,34 @@ def _find_spot(request, mask, area, labels, visible, full, rng, rules) -> tuple[
         if request.region is not None and not request.region[y : y + h, x : x + w][mask].all():
             continue
         beneath = labels[y : y + h, x : x + w][mask]
-        if np.count_nonzero(beneath) > rules.max_overlap * area:
+        over = np.count_nonzero(beneath)
+        if over > rules.max_overlap * area:
             continue
-        if len(visible) > 1:
-            remaining = visible - np.bincount(beneath, minlength=len(visible))
-            remaining[0] = 0
-            partly = remaining > 0
-            too_small = (remaining < rules.min_visible_area) | (remaining < rules.min_visible_fraction * full)
-            if np.any(partly & too_small):
-                continue
-        return y, x
+        if not over:
+            return y, x, None
+        lost = np.bincount(beneath, minlength=len(visible))
+        remaining = visible - lost
+        remaining[0] = 0
+        too_small = (remaining < rules.min_visible_area) | (remaining < rules.min_visible_fraction * full)
+        if np.any((remaining > 0) & too_small):
+            continue
+        return y, x, lost
     return None
 
 
 def _paint(image: np.ndarray, layer: Layer, y: int, x: int) -> None:
     h, w = layer.shape
     window = image[y : y + h, x : x + w]
-    under = window.astype(np.float32)
-    over = np.broadcast_to(layer.render(under), under.shape)
     if layer.blend == "poisson":
-        window[...] = poisson_paste(image, over, layer.mask, y, x)
+        under = window.astype(np.float32)
+        window[...] = poisson_paste(image, layer.render(under), layer.mask, y, x)
         return
-    alpha = layer.alpha[..., None]
-    window[...] = np.clip(under + (over - under) * alpha + 0.5, 0, 255).astype(np.uint8)
+    # under·G + O in float, rounded and saturated to uint8 straight into the image
+    gain, offset = layer.composite
+    if offset is None:
+        cv2.multiply(window, gain, dst=window, dtype=cv2.CV_8U)
+    else:
+        cv2.add(cv2.multiply(window, gain, dtype=cv2.CV_32F), offset, dst=window, dtype=cv2.CV_8U)
 
 
 def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int, x: int) -> np.ndarray:
