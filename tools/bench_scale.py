@@ -2,7 +2,7 @@
 2,000 versus 20,000 images (the streaming merge must keep it flat). All figures from one run.
 
 Usage:
-  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes
+  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes (3,000 images)
   python tools/bench_scale.py --memory             # peak RSS, 2,000 vs 20,000 images (64x64)
 """
 
@@ -41,7 +41,8 @@ def run(args: list[str]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "bench_512.yaml"))
-    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--images", type=int, default=3000,
+                        help="images per run; the 2-process run carries ~2 s of start-up (torch import, rendezvous)")
     parser.add_argument("--memory", action="store_true", help="peak RSS of 2,000 vs 20,000 images instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
