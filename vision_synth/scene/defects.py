@@ -201,8 +201,9 @@ def _alpha(coverage: np.ndarray) -> np.ndarray:
     return np.clip(alpha, 0.0, 1.0, out=alpha)
 
 
-# _alpha of each uint8 coverage level (for canvases whose peak coverage is at least one half)
-_ALPHA_LUT = np.clip((np.arange(256, dtype=np.float32) / 255.0 - 0.5) * _EDGE + 0.5, 0.0, 1.0).astype(np.float32)
+# _alpha of each uint8 coverage level (for canvases whose peak coverage is at least one half;
+# the levels include full coverage, so _alpha does not rescale them)
+_ALPHA_LUT = _alpha(np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0))
 
 
 def _crop(alpha: np.ndarray, *maps: np.ndarray, margin: int = 1) -> tuple[np.ndarray, ...]:
