@@ -6,7 +6,7 @@ from conftest import REPO, check_coco_labels, small_config
 from vision_synth.cli import main
 from vision_synth.config import ColorJitter, ObjectSpec, BlendSpec
 from vision_synth.errors import DatasetError
-from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer
+from vision_synth.scene.objects import Cutout, load_coco_crops, load_sprite_folder, object_layer
 
 SPRITES = REPO / "scenes" / "tabletop_objects" / "sprites"
 
@@ -72,3 +72,32 @@ def test_coco_source_with_unknown_category_is_refused(coco_dataset):
     ann, images, _ = coco_dataset
     with pytest.raises(DatasetError, match="no category named 'dog'"):
         load_coco_crops(ann, images, "dog")
+
+
+def test_large_crop_shrunk_far_is_not_aliased():
+    """A 1-pixel checkerboard shrunk 8× must come out an even grey: it is warped from a level
+    halved with INTER_AREA, not sampled bilinearly at full size (which would keep whole squares)."""
+    yy, xx = np.mgrid[:128, :128]
+    rgb = np.repeat((((yy + xx) % 2) * 255.0)[..., None], 3, axis=2).astype(np.float32)
+    cutouts = [Cutout(rgb, np.ones((128, 128), np.float32), "checker")]
+    layer = object_layer(cutouts, spec(scale=[0.16, 0.16], flip=False), BlendSpec(mode="hard"),
+                         np.random.default_rng(0), (100, 100), 1)
+    assert abs(max(layer.shape) - 16) <= 1
+    inner = layer.offset[2:-2, 2:-2]
+    assert abs(float(inner.mean()) - 127.5) < 10 and float(inner.std()) < 10
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0])
+def test_feathered_edge_keeps_the_object_colour(angle):
+    """Transparent pixels of a sprite may hold any colour (here black); none of it may reach the
+    soft edge of a feathered paste: every pixel the layer touches has the disc's colour."""
+    yy, xx = np.mgrid[:40, :40]
+    alpha = ((yy - 19.5) ** 2 + (xx - 19.5) ** 2 <= 18**2).astype(np.float32)
+    rgb = np.zeros((40, 40, 3), np.float32)
+    rgb[alpha > 0] = (250.0, 240.0, 230.0)
+    cutouts = [Cutout(rgb, alpha, "disc")]
+    layer = object_layer(cutouts, spec(scale=[0.3, 0.3], rotation=[angle, angle]), BlendSpec(mode="feather", feather=2.0),
+                         np.random.default_rng(0), (200, 200), 1)
+    touched = layer.alpha > 0
+    assert ((layer.alpha > 0) & (layer.alpha < 0.5)).any()  # there is a soft edge
+    assert np.allclose(layer.offset[touched], (250.0, 240.0, 230.0), atol=0.5)
