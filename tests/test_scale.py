@@ -1,6 +1,7 @@
 """Scale-out: several processes through accelerate, kill-and-resume, streaming merge."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -85,3 +86,24 @@ def test_streaming_merge_of_many_shards(tmp_path):
     assert [im["id"] for im in data["images"]] == list(range(1, 61))
     assert sum(counts.values()) == len(data["annotations"]) == sum(len(s.instances) for s in samples)
     assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
+
+
+def test_a_slow_process_plans_from_the_same_shards(config_path, single_run, tmp_path):
+    """Every process reads which samples are done before any writes its own: here ranks 1 and 2
+    list the shards 2 s late (a slow process on a busy machine), after rank 0 has finished its
+    share. Planning from what rank 0 already wrote would shift their shares and drop samples."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, time\n"
+        "if os.environ.get('RANK', '0') != '0':\n"
+        "    import vision_synth.runner as runner\n"
+        "    listed = runner.shard_paths\n"
+        "    runner.shard_paths = lambda out_dir: (time.sleep(2.0), listed(out_dir))[1]\n"
+    )
+    out = tmp_path / "multi"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "vision_synth", "generate", str(config_path), "--out", str(out),
+                           "--quiet", "--processes", "3"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "annotations.json").read_bytes() == (single_run / "annotations.json").read_bytes()

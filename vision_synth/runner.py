@@ -276,6 +276,9 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     todo = [i for i in range(config.num_images) if not all(o in done for o in outputs(i))]
     rank = 0 if state is None else state.process_index
     shard = f"part-{attempt:04d}-rank-{rank:04d}.jsonl"
+    if state is not None:
+        # every process must plan from the same shards: none may write before all have read them
+        state.wait_for_everyone()
     if state is None:
         generated = generate_indices(config, generator, out_dir, todo, shard, show_progress)
     else:
