@@ -101,3 +101,9 @@ def test_feathered_edge_keeps_the_object_colour(angle):
     touched = layer.alpha > 0
     assert ((layer.alpha > 0) & (layer.alpha < 0.5)).any()  # there is a soft edge
     assert np.allclose(layer.offset[touched], (250.0, 240.0, 230.0), atol=0.5)
+
+
+def test_cutout_shrunk_below_a_pixel_keeps_one():
+    cutouts = [Cutout(np.full((64, 64, 3), 200.0, np.float32), np.ones((64, 64), np.float32), "square")]
+    layer = object_layer(cutouts, spec(scale=[0.001, 0.001]), BlendSpec(mode="hard"), np.random.default_rng(0), (100, 100), 1)
+    assert layer.mask.sum() >= 1 and max(layer.shape) <= 2

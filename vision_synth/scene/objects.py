@@ -43,7 +43,7 @@ class Cutout:
         levels, k = self._levels, 0
         longest = max(self.alpha.shape)
         left = factor
-        while left < 0.5 and min(levels[k].shape[:2]) > 16:
+        while left < 0.5 and min(levels[k].shape[:2]) - 2 * _MARGIN >= 16:  # halve down to 8 px
             if k + 1 == len(levels):
                 inner = levels[k][_MARGIN:-_MARGIN, _MARGIN:-_MARGIN]
                 size = ((inner.shape[1] + 1) // 2, (inner.shape[0] + 1) // 2)
