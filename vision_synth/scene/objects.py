@@ -78,12 +78,18 @@ def _with_margin(rgba: np.ndarray, margin: int = _MARGIN) -> np.ndarray:
     return out
 
 
+def _box(mask: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns of the bounding box of a bool mask's True pixels (empty when none)."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    return slice(y, y + h), slice(x, x + w)
+
+
 def _trim(rgb: np.ndarray, alpha: np.ndarray, origin: str) -> Cutout:
-    ys, xs = np.nonzero(alpha >= 0.5)
-    if ys.size == 0:
+    visible = alpha >= 0.5
+    if not visible.any():
         raise DatasetError(f"{origin}: the cutout is fully transparent")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return Cutout(np.ascontiguousarray(rgb[y0:y1, x0:x1]), np.ascontiguousarray(alpha[y0:y1, x0:x1]), origin)
+    box = _box(visible)
+    return Cutout(np.ascontiguousarray(rgb[box]), np.ascontiguousarray(alpha[box]), origin)
 
 
 def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
@@ -185,11 +191,6 @@ def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, i
     warped = cv2.warpAffine(source, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     *rgb, alpha = cv2.split(warped.reshape(out_h, out_w, 4))
     return cv2.merge(rgb), cv2.min(alpha, 1.0, dst=alpha)
-
-
-def _box(mask: np.ndarray) -> tuple[slice, slice]:
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
-    return slice(y, y + h), slice(x, x + w)
 
 
 def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, int]) -> Cutout:
