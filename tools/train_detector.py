@@ -1,7 +1,7 @@
 """Train a torchvision detector on a COCO train file and print COCOeval AP on a val file.
 
     python tools/train_detector.py --train out/ds/annotations_train.json --val out/ds/annotations_val.json \
-        --model fcos_small --steps 300 --image-size 320
+        --model fcos_compact --steps 200
 
 Images are looked up in the folder `images/` beside each json unless --train-images/--val-images say
 otherwise. Nothing is downloaded: models start from scratch or from --weights (a local state dict).
@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--weights", help="local state dict to start from (default: from scratch)")
-    p.add_argument("--no-hflip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--num-workers", type=int, default=defaults.num_workers, help="data loader processes")
+    p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="training crop side, pixels")
+    p.add_argument("--no-flips", action="store_true", help="no random flips and transposes")
     p.add_argument("--save", help="write the trained detector here (.pth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config = TrainConfig(model=args.model, steps=args.steps, batch_size=args.batch_size,
                                  image_size=args.image_size, lr=args.lr, seed=args.seed, device=args.device,
-                                 weights=args.weights, hflip=not args.no_hflip, num_workers=args.num_workers)
+                                 weights=args.weights, crop_size=args.crop_size, flips=not args.no_flips)
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ConfigError(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}") from None

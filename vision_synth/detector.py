@@ -4,10 +4,12 @@ The one place detector training and evaluation live (the quality gate's train-on
 test-on-real utility check builds on it). Nothing is downloaded: every model is built with
 `weights=None, weights_backbone=None`, from scratch or from a local state dict.
 
-Data: `torchvision.datasets.CocoDetection` wrapped by `wrap_dataset_for_transforms_v2` (boxes XYXY,
-category ids as labels) and `torchvision.transforms.v2`. Category ids map to contiguous labels
-1..K (0 is background for every model) and back by category name, so a detector trained on one
-dataset is scored on another whose ids differ (synthetic vs real).
+Data: crops of `crop_size` pixels at a random scale (`scale_jitter`), flipped and transposed
+(albumentations, boxes carried with the crop), drawn from seeded per-slot streams (`_Batches`);
+a second source can fill a fixed share of every batch (the utility check's real+synthetic arm).
+Categories map to contiguous labels 1..K (0 is background for every model) and back by name, so
+a detector trained on one dataset is scored on another whose ids differ (synthetic vs real).
+The default model, `fcos_compact`, is made for few-shot data on a CPU (see `_fcos_compact`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from vision_synth.coco.reader import load_coco
+import numpy as np
+
+from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.detector_spec import MODELS, TrainConfig  # noqa: F401  (re-exported)
 from vision_synth.errors import DatasetError, VisionSynthError
+from vision_synth.scene.objects import read_image
+from vision_synth.seeding import rng_for, torch_seed_for
 
 @dataclass
 class TrainedDetector:
@@ -80,10 +87,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
-    """An untrained detector for `num_classes` labels including background 0; never downloads."""
+    """An untrained detector for `num_classes` labels including background 0; never downloads.
+    `fcos_compact` sees images at their own scale; the torchvision models resize the shorter side
+    to `image_size`."""
     from torchvision.models import detection
 
     max_size = int(round(image_size * 5 / 3))
+    if name == "fcos_compact":
+        return _fcos_compact(num_classes)
     if name == "fcos_small":
         return _fcos_small(num_classes, image_size, max_size)
     if name == "fcos":
@@ -105,6 +116,64 @@ def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
                                                    size_divisible=1, fixed_size=(image_size, image_size))
         return model
     raise VisionSynthError(f"model {name!r}: choose one of {', '.join(MODELS)}")
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    groups = 8 if cout % 8 == 0 else 1
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(groups, cout), nn.ReLU(inplace=True))
+
+
+class _CompactBackbone(nn.Module):
+    """Four stride-2 stages of GroupNorm conv pairs and an FPN over strides 4, 8 and 16 (64 channels)."""
+
+    widths = (32, 64, 96, 128)  # strides 2, 4, 8, 16
+    out_channels = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+
+        stages, cin = [], 3
+        for width in self.widths:
+            stages.append(nn.Sequential(_conv(cin, width, 2), _conv(width, width)))
+            cin = width
+        self.stages = nn.ModuleList(stages)
+        self.fpn = FeaturePyramidNetwork(list(self.widths[1:]), self.out_channels)
+
+    def forward(self, x: torch.Tensor):
+        from collections import OrderedDict
+
+        levels = OrderedDict()
+        for k, stage in enumerate(self.stages):
+            x = stage(x)
+            if k > 0:
+                levels[str(k - 1)] = x
+        return self.fpn(levels)
+
+
+def _fcos_compact(num_classes: int) -> nn.Module:
+    """About 0.9 M parameters, made to train from scratch on a few real images on a CPU: FCOS over
+    strides 4/8/16 whose size ranges follow them (objects up to 32 px from their centre on stride 4,
+    32–64 on stride 8, beyond on 16), images kept at their own scale (training crops come from
+    `_Batches`), up to 300 detections an image for dense scenes."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.fcos import FCOSHead
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class NativeScale(GeneralizedRCNNTransform):
+        def resize(self, image, target=None):
+            return image, target
+
+    import os
+    sz = int(os.environ.get("VS_ANCHOR", "4")); nc = int(os.environ.get("VS_CONVS", "2"))
+    backbone = _CompactBackbone()
+    anchors = AnchorGenerator(sizes=((sz,), (2 * sz,), (4 * sz,)), aspect_ratios=((1.0,),) * 3)
+    head = FCOSHead(backbone.out_channels, 1, num_classes, num_convs=nc)
+    model = FCOS(backbone, num_classes, anchor_generator=anchors, head=head, score_thresh=0.05,
+                 detections_per_img=300, topk_candidates=1000)
+    model.transform = NativeScale(1, 1, [0.5] * 3, [0.25] * 3, size_divisible=16)
+    return model
 
 
 def _fcos_small(num_classes: int, min_size: int, max_size: int) -> nn.Module:
@@ -147,41 +216,87 @@ def load_weights(model: nn.Module, path: Path) -> int:
     return len(matched)
 
 
-def coco_detection_dataset(annotations: str | Path, images: str | Path, train: bool, hflip: bool = True):
-    """CocoDetection wrapped for transforms v2: (float image C×H×W in [0, 1], {image_id, boxes XYXY,
-    labels = category ids, iscrowd}); images without annotations carry only image_id."""
-    from torchvision import datasets
-    from torchvision.transforms import v2
+@dataclass(frozen=True)
+class _Pool:
+    """The training images of one source, their boxes (XYXY) and contiguous labels."""
 
-    steps = [v2.ToImage()]
-    if train and hflip:
-        steps.append(v2.RandomHorizontalFlip(0.5))
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints while indexing
-        dataset = datasets.CocoDetection(str(images), str(annotations), transforms=v2.Compose(steps))
-    return datasets.wrap_dataset_for_transforms_v2(dataset, target_keys={"image_id", "boxes", "labels", "iscrowd"})
+    dataset: CocoDataset
+    boxes: list[np.ndarray]
+    labels: list[np.ndarray]
+
+    @classmethod
+    def of(cls, dataset: CocoDataset, label_of_name: dict[str, int]) -> _Pool:
+        names = dataset.category_names
+        boxes, labels = [], []
+        for image in dataset.images:
+            anns = [a for a in dataset.annotations_of(image["id"])
+                    if not a.get("iscrowd", 0) and names[a["category_id"]] in label_of_name]
+            xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+            boxes.append(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1))
+            labels.append(np.array([label_of_name[names[a["category_id"]]] for a in anns], np.int64))
+        return cls(dataset, boxes, labels)
+
+    def __len__(self) -> int:
+        return len(self.dataset.images)
 
 
-class _Collate:
-    """Batches (images, targets) for torchvision detectors: category ids → labels, crowds dropped."""
+class _Batches:
+    """Seeded training batches of crops: slot k of step t draws its image and its augmentation from
+    `rng_for(seed, t, stream, k)` alone, so the real slots of a batch are the same whichever other
+    source fills the rest (the paired arms of the utility check). The first `real_slots` slots of
+    each batch come from the real pool, the others from the extra pool."""
 
-    def __init__(self, label_of: dict[int, int]) -> None:
-        self.label_of = label_of
+    def __init__(self, config: TrainConfig, real: _Pool, extra: _Pool | None) -> None:
+        import albumentations as A
+        import cv2
 
-    def __call__(self, batch):
-        images, targets = [], []
-        for image, target in batch:
-            if "boxes" in target:
-                boxes, cats = target["boxes"], target["labels"]
-                crowd = torch.as_tensor(target["iscrowd"], dtype=torch.bool)
-            else:  # an image without annotations
-                boxes, cats = torch.zeros((0, 4)), torch.zeros(0, dtype=torch.int64)
-                crowd = torch.zeros(0, dtype=torch.bool)
-            keep = ~crowd
-            labels = torch.tensor([self.label_of[int(c)] for c in cats[keep]], dtype=torch.int64)
-            images.append(image)
-            targets.append({"boxes": boxes[keep].as_subclass(torch.Tensor).float(), "labels": labels})
-        return images, targets
+        self.config, self.real, self.extra = config, real, extra
+        size = config.crop_size
+        low, high = config.scale_jitter
+        steps = [A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=1.0),
+                 A.PadIfNeeded(size, size, border_mode=cv2.BORDER_CONSTANT, fill=0),
+                 A.RandomCrop(size, size)]
+        if config.flips:
+            steps += [A.HorizontalFlip(), A.VerticalFlip(), A.Transpose()]
+        self.transform = A.Compose(steps, bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=["labels"], min_visibility=0.3, min_width=2, min_height=2))
+        share = config.real_share
+        self.real_slots = (config.batch_size if extra is None
+                           else min(max(int(round(share * config.batch_size)), 1), config.batch_size - 1))
+        self._pixels: dict[tuple[int, int], np.ndarray] = {}
+
+    def _image(self, pool: _Pool, source: int, index: int) -> np.ndarray:
+        key = (source, index)
+        if key not in self._pixels:
+            if len(self._pixels) > 512:
+                self._pixels.clear()
+            self._pixels[key] = read_image(pool.dataset.image_file(pool.dataset.images[index]))
+        return self._pixels[key]
+
+    def _slot(self, step: int, slot: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        source = 0 if slot < self.real_slots else 1
+        pool = self.real if source == 0 else self.extra
+        rng = rng_for(self.config.seed, step, _STREAMS[source], slot)
+        index = int(rng.integers(len(pool)))
+        # one generator shared in turn by the transforms (set_random_seed would give each the same seed)
+        seed = int(rng.integers(2**63))
+        self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        h, w = pool.dataset.images[index]["height"], pool.dataset.images[index]["width"]
+        boxes = np.clip(pool.boxes[index], 0, [w, h, w, h])
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        out = self.transform(image=self._image(pool, source, index), bboxes=boxes[keep],
+                             labels=pool.labels[index][keep])
+        image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).float().div_(255)
+        target = {"boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),
+                  "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1))}
+        return image, target
+
+    def __call__(self, step: int):
+        slots = [self._slot(step, k) for k in range(self.config.batch_size)]
+        return [s[0] for s in slots], [s[1] for s in slots]
+
+
+_STREAMS = (0x7EA1, 0x5E7E)  # real, extra: the purpose of each stream of training draws
 
 
 def _schedule(config: TrainConfig):
@@ -197,93 +312,107 @@ def _schedule(config: TrainConfig):
     return factor
 
 
-def _epoch_indices(n: int, total: int, generator: torch.Generator) -> list[int]:
-    """`total` dataset indices: reshuffled epochs, cut where the steps end."""
-    out: list[int] = []
-    while len(out) < total:
-        out += torch.randperm(n, generator=generator).tolist()
-    return out[:total]
+def _categories(dataset: CocoDataset) -> list[dict[str, Any]]:
+    """The categories a detector learns, in id order, one per name."""
+    seen: dict[str, dict[str, Any]] = {}
+    for c in sorted(dataset.categories, key=lambda c: c["id"]):
+        seen.setdefault(c["name"], {"id": c["id"], "name": c["name"]})
+    return list(seen.values())
 
 
 def train_detector(train_json: str | Path, train_images: str | Path, config: TrainConfig | None = None,
-                   progress: bool = True, **overrides: Any) -> TrainedDetector:
-    """Train `config.model` on a COCO file for `config.steps` steps; keyword overrides go into the
-    config (`train_detector(a, b, steps=20)`). The same seed gives the same model on the CPU (CUDA
-    kernels may add their own nondeterminism)."""
+                   progress: bool = True, extra: tuple[str | Path, str | Path] | None = None,
+                   **overrides: Any) -> TrainedDetector:
+    """Train `config.model` for `config.steps` steps on crops of a COCO dataset; keyword overrides go
+    into the config (`train_detector(a, b, steps=20)`). With `extra` (annotations, images), a share
+    `config.real_share` of every batch still comes from the first dataset and the rest from `extra`
+    (its classes matched by name; classes the first lacks are ignored). The same seed gives the same
+    model on the CPU (CUDA kernels may add their own nondeterminism)."""
     from tqdm import tqdm
 
     config = TrainConfig.model_validate({**(config or TrainConfig()).model_dump(), **overrides})
     gt = load_coco(train_json, train_images)
     if not gt.annotations:
         raise DatasetError(f"{train_json}: no annotations to train on")
-    categories = [{"id": c["id"], "name": c["name"]} for c in sorted(gt.categories, key=lambda c: c["id"])]
-    label_of = {c["id"]: k + 1 for k, c in enumerate(categories)}
+    categories = _categories(gt)
+    label_of_name = {c["name"]: k + 1 for k, c in enumerate(categories)}
+    real = _Pool.of(gt, label_of_name)
+    extra_pool = _Pool.of(load_coco(*extra), label_of_name) if extra is not None else None
+    if extra_pool is not None and not len(extra_pool):
+        raise DatasetError(f"{extra[0]}: no images to train on")
+    batches = _Batches(config, real, extra_pool)
     device = resolve_device(config.device)
-    dataset = coco_detection_dataset(train_json, train_images, train=True, hflip=config.hflip)
-    # seeded initialisation and flips; the global generators (CPU and every GPU) are restored after
+    # seeded initialisation; the global generators (CPU and every GPU) are restored after
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(torch_seed_for(config.seed, 0, _INIT_STREAM))
         model = build_model(config.model, len(categories) + 1, config.image_size)
-        loaded = load_weights(model, config.weights) if config.weights is not None else 0
-        model.to(device).train()
-        generator = torch.Generator().manual_seed(config.seed)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=config.batch_size, collate_fn=_Collate(label_of), num_workers=config.num_workers,
-            sampler=_epoch_indices(len(dataset), config.steps * config.batch_size, generator), generator=generator)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-        losses = []
-        start = time.perf_counter()
-        bar = tqdm(total=config.steps, desc=f"train {config.model}", unit="step", disable=not progress)
-        for step, (images, targets) in enumerate(loader):
-            images = [im.to(device) for im in images]
-            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            loss = sum(model(images, targets).values())
-            if not torch.isfinite(loss):
-                bar.close()
-                raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 10.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        bar.close()
-        seconds = time.perf_counter() - start
+    loaded = load_weights(model, config.weights) if config.weights is not None else 0
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    losses = []
+    start = time.perf_counter()
+    bar = tqdm(total=config.steps, desc=f"train {config.model}", unit="step", disable=not progress)
+    for step in range(config.steps):
+        images, targets = batches(step)
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        loss = sum(model(images, targets).values())
+        if not torch.isfinite(loss):
+            bar.close()
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 10.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    seconds = time.perf_counter() - start
     model.eval()
     return TrainedDetector(model, categories, config, losses, seconds, loaded)
 
 
+_INIT_STREAM = 0x1417
+
+
 @torch.inference_mode()
-def predict(detector: TrainedDetector, dataset, batch_size: int = 8, progress: bool = False) -> list[dict[str, Any]]:
+def predict(detector: TrainedDetector, dataset: CocoDataset, batch_size: int = 8,
+            progress: bool = False) -> list[dict[str, Any]]:
     """COCO result records ({image_id, category_id by the dataset's names, bbox xywh, score}) of the
-    detector on a dataset from `coco_detection_dataset`; classes the dataset lacks are dropped."""
+    detector on every image of a dataset; classes the dataset lacks are dropped."""
     from tqdm import tqdm
 
-    id_of_name = {c["name"]: c["id"] for c in dataset.coco.dataset["categories"]}
+    id_of_name = {c["name"]: c["id"] for c in dataset.categories}
     to_category = {k + 1: id_of_name.get(c["name"]) for k, c in enumerate(detector.categories)}
     model, device = detector.model.eval(), detector.device
     results = []
-    indices = list(range(len(dataset)))
-    for first in tqdm(range(0, len(indices), batch_size), desc="evaluate", unit="batch", disable=not progress):
-        batch = [dataset[i] for i in indices[first : first + batch_size]]
-        outputs = model([image.to(device) for image, _ in batch])
-        for (_, target), out in zip(batch, outputs):
+    images = dataset.images
+    for first in tqdm(range(0, len(images), batch_size), desc="evaluate", unit="batch", disable=not progress):
+        batch = images[first : first + batch_size]
+        pixels = [torch.from_numpy(np.array(read_image(dataset.image_file(im)))).permute(2, 0, 1).float().div_(255).to(device)
+                  for im in batch]
+        for image, out in zip(batch, model(pixels)):
             boxes = out["boxes"].cpu().numpy().astype(float)
             for (x0, y0, x1, y1), label, score in zip(boxes, out["labels"].tolist(), out["scores"].tolist()):
                 category = to_category.get(label)
                 if category is not None:
-                    results.append({"image_id": int(target["image_id"]), "category_id": category,
+                    results.append({"image_id": int(image["id"]), "category_id": category,
                                     "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
     return results
 
 
+MAX_DETECTIONS = (1, 10, 300)  # COCOeval's maxDets: AP is read at the last, raised from 100 for dense images
+
+
 def evaluate_detector(detector: TrainedDetector, val_json: str | Path, val_images: str | Path, batch_size: int = 8,
                       progress: bool = False) -> DetectionMetrics:
-    """COCOeval (bbox) of the detector on a COCO file; categories are matched by name."""
+    """COCOeval (bbox, up to 300 detections an image) of the detector on a COCO file; categories
+    are matched by name."""
+    from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     gt_data = load_coco(val_json, val_images)
@@ -294,27 +423,29 @@ def evaluate_detector(detector: TrainedDetector, val_json: str | Path, val_image
     if not trained & {c["name"] for c in gt_data.categories}:
         raise DatasetError(f"{val_json}: no category name in common with the trained detector "
                            f"({', '.join(sorted(trained))})")
-    dataset = coco_detection_dataset(val_json, val_images, train=False)
-    results = predict(detector, dataset, batch_size, progress)
-    gt = dataset.coco
-    names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    results = predict(detector, gt_data, batch_size, progress)
+    names = gt_data.category_names
     with_gt = sorted({a["category_id"] for a in evaluated})
     if not results:  # COCO.loadRes cannot take an empty list; nothing detected scores 0
-        return DetectionMetrics(0.0, 0.0, {names[c]: 0.0 for c in with_gt}, len(dataset), len(evaluated), 0)
-    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval reports on stdout
+        return DetectionMetrics(0.0, 0.0, {names[c]: 0.0 for c in with_gt}, len(gt_data.images), len(evaluated), 0)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools reports on stdout
+        gt = COCO()
+        gt.dataset = {"images": gt_data.images, "annotations": gt_data.annotations, "categories": gt_data.categories}
+        gt.createIndex()
         evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluation.params.maxDets = list(MAX_DETECTIONS)
         evaluation.evaluate()
         evaluation.accumulate()
-        evaluation.summarize()
-    precision = evaluation.eval["precision"]  # IoU × recall × class × area × max dets
-    per_class = {}
-    for k, cat_id in enumerate(evaluation.params.catIds):
-        p = precision[:, :, k, 0, -1]
-        if cat_id in with_gt:
-            per_class[names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
-    stats = evaluation.stats
-    return DetectionMetrics(float(max(stats[0], 0.0)), float(max(stats[1], 0.0)), per_class, len(dataset),
-                            len(evaluated), len(results))
+    # IoU × recall × class × area × max dets; read at the last maxDets (summarize() reads 100)
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+
+    def mean(p: np.ndarray) -> float:
+        return float(p[p > -1].mean()) if (p > -1).any() else 0.0
+
+    per_class = {names[c]: mean(precision[:, :, k]) for k, c in enumerate(evaluation.params.catIds) if c in with_gt}
+    known = [k for k, c in enumerate(evaluation.params.catIds) if c in with_gt]
+    return DetectionMetrics(mean(precision[:, :, known]), mean(precision[:1, :, known]), per_class,
+                            len(gt_data.images), len(evaluated), len(results))
 
 
 def save_detector(detector: TrainedDetector, path: str | Path) -> None:

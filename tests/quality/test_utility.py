@@ -6,9 +6,13 @@ import math
 from conftest import write_coco_dataset
 from quality_fixtures import real, synthetic
 from vision_synth.detector import TrainConfig
-from vision_synth.quality.utility import measure_utility
+import numpy as np
+import pytest
 
-TINY = TrainConfig(steps=2, batch_size=2, image_size=64, warmup_steps=1, device="cpu")
+from vision_synth.quality.utility import (bootstrap_interval, collapsed_seeds, leaning, measure_utility,
+                                          relative_median_delta, verdict_of)
+
+TINY = TrainConfig(steps=2, batch_size=2, crop_size=48, warmup_steps=1, device="cpu")
 
 
 def test_a_tiny_utility_run_reports_finite_ap_for_both_arms(tmp_path):
@@ -32,6 +36,10 @@ def test_a_tiny_utility_run_reports_finite_ap_for_both_arms(tmp_path):
     assert set(per_class) <= {"class1", "class2", "class3"}
     data = result.to_json()
     assert data["seeds"] == [0, 1] and data["train"]["steps"] == 2 and set(data["ap"]) == {"real", "real+synthetic"}
+    assert data["arms"]["real"]["ap"] == [r.metrics.ap for r in result.arm("real")]
+    assert [p["delta_ap"] for p in data["paired"]] == pytest.approx(
+        [b.metrics.ap - a.metrics.ap for a, b in zip(result.arm("real"), result.arm("real+synthetic"))])
+    assert data["verdict"] in ("helps", "hurts", "no-evidence") and len(data["interval"]) == 2
 
 
 def _renumbered(samples):
@@ -55,3 +63,82 @@ def test_the_reference_is_split_whatever_its_synthetic_flags(tmp_path):
     assert (len(train["images"]), len(val["images"])) == (7, 3)
     assert not {im["id"] for im in train["images"]} & {im["id"] for im in val["images"]}
     assert real_split(ref_json, ref_images, 0.3, split_seed=0) == (train, val)  # seeded
+
+
+def test_the_real_only_arm_is_the_same_whichever_synthetic_set_is_compared(tmp_path):
+    ref_json, ref_images = write_coco_dataset(tmp_path / "real", real(6, seed=1))
+    val_json, val_images = write_coco_dataset(tmp_path / "val", real(3, seed=4))
+    a = write_coco_dataset(tmp_path / "a", synthetic(5, seed=2))
+    b = write_coco_dataset(tmp_path / "b", synthetic(9, seed=3))
+    config = TINY.model_copy(update={"steps": 3})
+    results = [measure_utility(*s, ref_json, ref_images, config, seeds=[0, 1], reference_val=val_json,
+                               reference_val_images=val_images) for s in (a, b)]
+    real_a, real_b = ([(r.seed, r.metrics, r.final_loss) for r in res.arm("real")] for res in results)
+    assert real_a == real_b  # same initialisation and real batches: identical detectors and AP
+    assert [r.final_loss for r in results[0].arm("real+synthetic")] != [r.final_loss for r in results[1].arm("real+synthetic")]
+
+
+def test_real_only_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
+    from vision_synth.quality import utility
+
+    ref_json, ref_images = write_coco_dataset(tmp_path / "real", real(6, seed=1))
+    val_json, val_images = write_coco_dataset(tmp_path / "val", real(3, seed=4))
+    syn = write_coco_dataset(tmp_path / "a", synthetic(5, seed=2))
+    kwargs = dict(seeds=[0, 1], reference_val=val_json, reference_val_images=val_images, cache=tmp_path / "cache")
+    first = measure_utility(*syn, ref_json, ref_images, TINY, **kwargs)
+    trained = []
+    real_run = utility._run
+    monkeypatch.setattr(utility, "_run", lambda arm, *a, **k: trained.append(arm) or real_run(arm, *a, **k))
+    second = measure_utility(*syn, ref_json, ref_images, TINY, **kwargs)
+    assert trained == ["real+synthetic", "real+synthetic"]  # the real arm came from the cache
+    assert [r.metrics for r in second.arm("real")] == [r.metrics for r in first.arm("real")]
+    other = TINY.model_copy(update={"lr": 1e-3})  # another budget is another real arm
+    trained.clear()
+    measure_utility(*syn, ref_json, ref_images, other, **kwargs)
+    assert trained.count("real") == 2
+
+
+@pytest.mark.parametrize("real_ap, synthetic_ap, verdict", [
+    ([0.40, 0.42, 0.38, 0.45, 0.41], [0.48, 0.50, 0.44, 0.52, 0.47], "helps"),  # every pair better
+    ([0.40, 0.42, 0.38, 0.45, 0.41], [0.15, 0.18, 0.12, 0.20, 0.16], "hurts"),  # every pair worse
+    ([0.40, 0.42, 0.38, 0.45, 0.41], [0.44, 0.37, 0.42, 0.41, 0.43], "no-evidence"),  # both signs
+    ([0.40, 0.03, 0.38, 0.45, 0.41], [0.15, 0.35, 0.12, 0.20, 0.16], "no-evidence"),  # one collapse flips a pair
+])
+def test_the_verdict_comes_from_the_paired_bootstrap_interval(real_ap, synthetic_ap, verdict):
+    real_ap, synthetic_ap = np.array(real_ap), np.array(synthetic_ap)
+    lo, hi = bootstrap_interval(real_ap, synthetic_ap)
+    point = relative_median_delta(real_ap, synthetic_ap)
+    assert lo <= point <= hi
+    assert verdict_of((lo, hi)) == verdict
+    assert bootstrap_interval(real_ap, synthetic_ap) == (lo, hi)  # seeded
+
+
+def test_collapsed_seeds_and_leaning():
+    assert collapsed_seeds([0, 1, 2, 3, 4], np.array([0.4, 0.03, 0.38, 0.45, 0.41])) == [1]
+    assert collapsed_seeds([0, 1, 2], np.array([0.4, 0.38, 0.41])) == []
+    assert leaning(np.array([0.4, 0.4, 0.4, 0.4, 0.03]), np.array([0.2, 0.2, 0.2, 0.2, 0.3]))  # 4 of 5 worse
+    assert not leaning(np.array([0.4, 0.4, 0.4, 0.4]), np.array([0.5, 0.5, 0.3, 0.3]))
+    assert relative_median_delta(np.array([0.0, 0.0]), np.array([0.0, 0.0])) == 0.0
+
+
+def test_an_open_but_leaning_result_gets_more_seeds(tmp_path, monkeypatch):
+    from vision_synth.detector import DetectionMetrics
+    from vision_synth.quality import utility
+
+    ref_json, ref_images = write_coco_dataset(tmp_path / "real", real(4, seed=1))
+    val_json, val_images = write_coco_dataset(tmp_path / "val", real(2, seed=4))
+    syn = write_coco_dataset(tmp_path / "a", synthetic(3, seed=2))
+    # fixed AP per (arm, seed): synthetic worse on every seed but seed 1, where real collapsed
+    real_ap = {0: 0.4, 1: 0.02, 2: 0.41, 3: 0.39, 4: 0.42, 5: 0.40, 6: 0.43, 7: 0.38, 8: 0.41}
+    fake = lambda arm, seed, *a, **k: utility.UtilityRun(  # noqa: E731
+        arm, seed, DetectionMetrics(real_ap[seed] if arm == "real" else (0.3 if seed == 1 else 0.2 + 0.01 * seed),
+                                    0.5, {}, 2, 4, 10), 0.0, 0.0)
+    monkeypatch.setattr(utility, "_run", fake)
+    result = measure_utility(*syn, ref_json, ref_images, TINY, seeds=[0, 1, 2, 3, 4], reference_val=val_json,
+                             reference_val_images=val_images, max_seeds=9)
+    assert 5 < len(result.seeds) <= 9 and result.seeds == list(range(len(result.seeds)))
+    assert result.verdict == "hurts"
+    assert result.collapsed["real"] == [1]
+    fixed = measure_utility(*syn, ref_json, ref_images, TINY, seeds=[0, 1, 2, 3, 4], reference_val=val_json,
+                            reference_val_images=val_images)
+    assert fixed.seeds == [0, 1, 2, 3, 4] and fixed.verdict == "no-evidence"  # no max_seeds: the seeds asked for, no more

@@ -478,7 +478,7 @@ class _Check:
         result = measure_utility(images.annotations, images.images_dir, self.inputs.reference,
                                  self.inputs.reference_images, train, u.seeds, u.val_fraction, u.split_seed,
                                  spec.resolve(u.reference_val), spec.resolve(u.reference_val_images),
-                                 progress=self.progress)
+                                 max_seeds=u.max_seeds, progress=self.progress)
         self.lap("utility")
         return result
 

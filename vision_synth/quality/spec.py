@@ -16,10 +16,8 @@ from vision_synth.spec import Spec
 
 WEIGHTS_ENV = "VISION_SYNTH_FID_WEIGHTS"
 FeatureKind = Literal["inception", "proxy", "off"]
-# the utility check's default detector budget: a small check, about 4 minutes for both arms of one
-# seed on 2 CPU cores (~0.6 s a step at 192 px); raise steps and image_size (or use a GPU) for a
-# comparison that can tell small differences apart
-UTILITY_BUDGET = {"model": "fcos_small", "steps": 150, "batch_size": 4, "image_size": 192, "warmup_steps": 15}
+# the utility check's default detector: vision_synth.detector_spec.TrainConfig's defaults
+# (fcos_compact, 200 steps of 4 crops of 192 px: about 60 s an arm and seed on 2 CPU cores)
 
 
 class FidelitySpec(Spec):
@@ -74,14 +72,18 @@ class LabelsSpec(Spec):
 
 
 class UtilitySpec(Spec):
-    """Train on real train (a) and on real train + synthetic (b) with one budget, score both on
-    held-out real images. The held-out split is `reference_val`, else a seeded `val_fraction` of the
-    reference."""
+    """Train on real train (a) and on real train + synthetic (b) with one budget and paired seeds,
+    score both on held-out real images (vision_synth/quality/utility.py). The held-out split is
+    `reference_val`, else a seeded `val_fraction` of the reference. `require`: the verdict the
+    gate asks for (`helps`; `no-evidence` refuses only data that hurts; None: reported only).
+    While the verdict is open but leaning, seeds are added up to `max_seeds`."""
 
     enabled: bool = False
     # vision_synth.detector_spec.TrainConfig keys; validated by it
-    train: Any = Field(default_factory=lambda: dict(UTILITY_BUDGET), validate_default=True)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    train: Any = Field(default_factory=dict, validate_default=True)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=2)
+    max_seeds: int = Field(9, ge=2)
+    require: Literal["helps", "no-evidence"] | None = None
     val_fraction: float = Field(0.3, gt=0, lt=1)
     split_seed: int = 0
     reference_val: str | None = None
@@ -97,8 +99,8 @@ class UtilitySpec(Spec):
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise ValueError("expected a mapping of detector training keys (model, steps, image_size, ...)")
-        return TrainConfig.model_validate({**UTILITY_BUDGET, **value})
+            raise ValueError("expected a mapping of detector training keys (model, steps, crop_size, ...)")
+        return TrainConfig.model_validate(value)
 
 
 class MemorisationSpec(Spec):

@@ -1,28 +1,44 @@
-"""Utility of synthetic data, train-on-synthetic test-on-real: the project's detector
-(vision_synth/detector.py) trained on (a) the real training images and on (b) the same images plus
-the synthetic dataset, with one budget (model, steps, image size, seed), both scored by COCOeval on
-the same held-out real images. The delta in AP is what the synthetic data bought.
+"""Utility of synthetic data: does a detector trained with it do better on real images?
+
+Two arms with one budget (vision_synth/detector.py): (a) the real training images alone, (b) the
+same real images filling a fixed share of every batch (`TrainConfig.real_share`) and the synthetic
+dataset the rest. Seeds are paired: seed s gives both arms the same initialisation and the same
+real slots of every batch, so arm (a) does not depend on which synthetic set is compared. Both are
+scored by COCOeval on held-out real images.
+
+The figure is the relative median delta, median AP(b) / median AP(a) − 1 over the seeds, with a
+paired bootstrap 95% interval; the verdict is `helps` (interval above 0), `hurts` (below 0) or
+`no-evidence`. A seed whose AP is under a quarter of its arm's median is reported as collapsed.
+When the first seeds leave the verdict open but most pairs point one way, more seeds are added
+(up to `max_seeds`): a close call is decided by more evidence, not by one run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vision_synth.coco.merge import merge_datasets
+from vision_synth import __version__
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.split import assign_splits, subset
 from vision_synth.coco.writer import write_atomic
 from vision_synth.detector import DetectionMetrics, TrainConfig, evaluate_detector, train_detector
 from vision_synth.errors import DatasetError
+from vision_synth.seeding import rng_for
 
 ARMS = ("real", "real+synthetic")
+VERDICTS = ("helps", "hurts", "no-evidence")
+CONFIDENCE = 0.95
+BOOTSTRAP_SAMPLES = 4000
+COLLAPSE_FRACTION = 0.25  # a seed under this fraction of its arm's median AP collapsed
+_BOOTSTRAP_STREAM = 0xB007
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,45 @@ class UtilityRun:
     final_loss: float
 
 
+def relative_median_delta(real: np.ndarray, synthetic: np.ndarray) -> float:
+    """median(synthetic) / median(real) − 1 (0 when both medians are 0)."""
+    a, b = float(np.median(real)), float(np.median(synthetic))
+    if a <= 0:
+        return 0.0 if b <= 0 else float("inf")
+    return b / a - 1.0
+
+
+def bootstrap_interval(real: np.ndarray, synthetic: np.ndarray, confidence: float = CONFIDENCE,
+                       samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """Percentile interval of the relative median delta over paired resamples of the seeds."""
+    real, synthetic = np.asarray(real, float), np.asarray(synthetic, float)
+    rng = rng_for(0, len(real), _BOOTSTRAP_STREAM)
+    picks = rng.integers(len(real), size=(samples, len(real)))
+    a, b = np.median(real[picks], axis=1), np.median(synthetic[picks], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deltas = np.where(a > 0, b / np.where(a > 0, a, 1.0) - 1.0, np.where(b > 0, np.inf, 0.0))
+    tail = (1.0 - confidence) / 2 * 100
+    lo, hi = np.percentile(deltas, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def verdict_of(interval: tuple[float, float]) -> str:
+    lo, hi = interval
+    return "helps" if lo > 0 else "hurts" if hi < 0 else "no-evidence"
+
+
+def collapsed_seeds(seeds: list[int], aps: np.ndarray) -> list[int]:
+    median = float(np.median(aps))
+    return [s for s, ap in zip(seeds, aps) if ap < COLLAPSE_FRACTION * median]
+
+
+def leaning(real: np.ndarray, synthetic: np.ndarray) -> bool:
+    """Whether an open result leans one way enough to be worth more seeds: at least 70% of the pairs
+    differ in the same direction."""
+    d = np.sign(np.asarray(synthetic) - np.asarray(real))
+    return max((d > 0).sum(), (d < 0).sum()) >= 0.7 * len(d)
+
+
 @dataclass
 class UtilityResult:
     train: TrainConfig
@@ -43,10 +98,20 @@ class UtilityResult:
     seconds: float
 
     def arm(self, name: str) -> list[UtilityRun]:
-        return [r for r in self.runs if r.arm == name]
+        return sorted((r for r in self.runs if r.arm == name), key=lambda r: r.seed)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r.seed for r in self.runs})
+
+    def values(self, name: str, metric: str = "ap") -> np.ndarray:
+        return np.array([getattr(r.metrics, metric) for r in self.arm(name)], float)
 
     def mean(self, name: str, metric: str = "ap") -> float:
-        return float(np.mean([getattr(r.metrics, metric) for r in self.arm(name)]))
+        return float(np.mean(self.values(name, metric)))
+
+    def median(self, name: str, metric: str = "ap") -> float:
+        return float(np.median(self.values(name, metric)))
 
     @property
     def delta_ap(self) -> float:
@@ -55,6 +120,22 @@ class UtilityResult:
     @property
     def delta_ap50(self) -> float:
         return self.mean("real+synthetic", "ap50") - self.mean("real", "ap50")
+
+    @property
+    def relative_median_delta(self) -> float:
+        return relative_median_delta(self.values("real"), self.values("real+synthetic"))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return bootstrap_interval(self.values("real"), self.values("real+synthetic"))
+
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.interval)
+
+    @property
+    def collapsed(self) -> dict[str, list[int]]:
+        return {arm: collapsed_seeds(self.seeds, self.values(arm)) for arm in ARMS}
 
     def per_class(self) -> dict[str, dict[str, float]]:
         """class → {real, real+synthetic, delta}: AP averaged over seeds."""
@@ -65,12 +146,35 @@ class UtilityResult:
             out[name] = {**means, "delta": means["real+synthetic"] - means["real"]}
         return out
 
+    def line(self) -> str:
+        lo, hi = self.interval
+        collapsed = {arm: s for arm, s in self.collapsed.items() if s}
+        return (f"utility: {self.verdict}, median AP {self.median('real'):.3f} real vs "
+                f"{self.median('real+synthetic'):.3f} real+synthetic, relative median delta "
+                f"{self.relative_median_delta:+.1%} (95% interval {lo:+.1%} to {hi:+.1%}, {len(self.seeds)} paired seeds"
+                + (f"; collapsed seeds {collapsed}" if collapsed else "") + ")")
+
     def to_json(self) -> dict[str, Any]:
+        arms = {}
+        for arm in ARMS:
+            ap, ap50 = self.values(arm), self.values(arm, "ap50")
+            arms[arm] = {"ap": ap.tolist(), "ap50": ap50.tolist(), "median_ap": float(np.median(ap)),
+                         "mean_ap": float(np.mean(ap)), "median_ap50": float(np.median(ap50)),
+                         "mean_ap50": float(np.mean(ap50)), "collapsed_seeds": self.collapsed[arm]}
+        real, syn = self.arm("real"), self.arm("real+synthetic")
         return {
             "train": self.train.model_dump(mode="json"),
-            "seeds": sorted({r.seed for r in self.runs}),
+            "seeds": self.seeds,
+            "real_share": self.train.real_share,
             "images": self.images,
             "dropped_synthetic_annotations": self.dropped_annotations,
+            "arms": arms,
+            "paired": [{"seed": a.seed, "delta_ap": b.metrics.ap - a.metrics.ap,
+                        "delta_ap50": b.metrics.ap50 - a.metrics.ap50} for a, b in zip(real, syn)],
+            "relative_median_delta": self.relative_median_delta,
+            "interval": list(self.interval),
+            "confidence": CONFIDENCE,
+            "verdict": self.verdict,
             "ap": {arm: self.mean(arm) for arm in ARMS},
             "ap50": {arm: self.mean(arm, "ap50") for arm in ARMS},
             "delta_ap": self.delta_ap,
@@ -81,14 +185,6 @@ class UtilityResult:
                       "train_seconds": round(r.train_seconds, 2), "final_loss": r.final_loss} for r in self.runs],
             "seconds": round(self.seconds, 2),
         }
-
-
-def _stage_folder(folder: Path, coco: dict[str, Any], images: Path) -> Path:
-    """A dataset folder (annotations.json, images → symlink to `images`) that merge can read."""
-    folder.mkdir(parents=True)
-    write_atomic(folder / "annotations.json", json.dumps(coco, separators=(",", ":")))
-    (folder / "images").symlink_to(Path(images).resolve(), target_is_directory=True)
-    return folder
 
 
 def real_split(reference: Path, reference_images: Path, val_fraction: float, split_seed: int
@@ -102,51 +198,92 @@ def real_split(reference: Path, reference_images: Path, val_fraction: float, spl
             subset(dataset, ids["val"], {**info, "split": "val"}))
 
 
-def _keep_categories(path: Path, names: set[str]) -> int:
-    """Drop the categories of `path` not in `names`, with their annotations; returns how many
-    annotations went."""
-    data = json.loads(path.read_text())
-    keep = {c["id"] for c in data["categories"] if c["name"] in names}
-    before = len(data["annotations"])
-    data["categories"] = [c for c in data["categories"] if c["id"] in keep]
-    data["annotations"] = [a for a in data["annotations"] if a["category_id"] in keep]
-    write_atomic(path, json.dumps(data, separators=(",", ":")))
-    return before - len(data["annotations"])
+def _run(arm: str, seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple[Path, Path],
+         extra: tuple[Path, Path] | None, progress: bool) -> UtilityRun:
+    detector = train_detector(*real, train.model_copy(update={"seed": int(seed)}), progress=progress, extra=extra)
+    metrics = evaluate_detector(detector, *val, progress=progress)
+    return UtilityRun(arm, int(seed), metrics, detector.seconds,
+                      float(detector.losses[-1]) if detector.losses else float("nan"))
+
+
+def _fingerprint(annotations: Path, images: Path) -> str:
+    """The content of a COCO file and the names and sizes of its image files."""
+    data = Path(annotations).read_bytes()
+    files = sorted((im["file_name"], (Path(images) / im["file_name"]).stat().st_size)
+                   for im in json.loads(data)["images"])
+    return hashlib.sha256(data + json.dumps(files).encode()).hexdigest()
+
+
+def _real_run(seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple[Path, Path],
+              cache: Path | None, progress: bool) -> UtilityRun:
+    """The real-only arm of one seed, from `cache` when an identical run was recorded there: it does
+    not depend on the synthetic set, so comparing several sets (tune, bench) trains it once."""
+    if cache is None:
+        return _run("real", seed, train, real, val, None, progress)
+    key = hashlib.sha256(json.dumps({
+        "version": __version__, "train": train.model_copy(update={"seed": int(seed)}).model_dump(mode="json"),
+        "real": _fingerprint(*real), "val": _fingerprint(*val)}, sort_keys=True).encode()).hexdigest()[:24]
+    path = Path(cache) / f"real-{key}.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return UtilityRun("real", int(seed), DetectionMetrics(**data["metrics"]), data["train_seconds"],
+                          data["final_loss"])
+    run = _run("real", seed, train, real, val, None, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps({"metrics": asdict(run.metrics), "train_seconds": run.train_seconds,
+                                   "final_loss": run.final_loss}))
+    return run
 
 
 def measure_utility(synthetic: Path, synthetic_images: Path, reference: Path, reference_images: Path,
                     train: TrainConfig, seeds: list[int], val_fraction: float = 0.3, split_seed: int = 0,
                     reference_val: Path | None = None, reference_val_images: Path | None = None,
+                    max_seeds: int | None = None, cache: Path | None = None,
                     progress: bool = False) -> UtilityResult:
     """Train both arms for every seed and score them on the held-out real images: `reference_val`
-    when given (then all of `reference` trains), else a seeded `val_fraction` of `reference`."""
+    when given (then all of `reference` trains), else a seeded `val_fraction` of `reference`. While
+    the verdict is open but leaning (see `leaning`), seeds after the last are added up to
+    `max_seeds` in all. `cache`: a folder where real-only runs are kept and reused."""
     start = time.perf_counter()
+    seeds = [int(s) for s in seeds]
     with tempfile.TemporaryDirectory(prefix="vision_synth_utility_") as tmp:
         tmp = Path(tmp)
         if reference_val is not None:
-            real_train = json.loads(Path(reference).read_text())
-            val_json, val_images = Path(reference_val), Path(reference_val_images or Path(reference_val).parent)
+            real_json, real_images = Path(reference), Path(reference_images)
+            real_train = load_coco(real_json, real_images)
+            val = (Path(reference_val), Path(reference_val_images or Path(reference_val).parent))
+            n_train = len(real_train.images)
+            names = {c["name"] for c in real_train.categories}
         else:
-            real_train, val = real_split(reference, reference_images, val_fraction, split_seed)
-            val_json, val_images = tmp / "real_val.json", Path(reference_images)
-            write_atomic(val_json, json.dumps(val, separators=(",", ":")))
-        train_dir = _stage_folder(tmp / "real_train", real_train, reference_images)
-        synthetic_coco = json.loads(Path(synthetic).read_text())
-        synthetic_dir = _stage_folder(tmp / "synthetic", synthetic_coco, synthetic_images)
-        combined = merge_datasets([train_dir, synthetic_dir], tmp / "combined", link="sym")
-        dropped = _keep_categories(combined.out / "annotations.json", {c["name"] for c in real_train["categories"]})
-        if not load_coco(val_json, val_images).annotations:
-            raise DatasetError(f"{val_json}: the held-out real split has no annotations to score on")
-        arms = {"real": (train_dir / "annotations.json", Path(reference_images)),
-                "real+synthetic": (combined.out / "annotations.json", combined.out / "images")}
-        runs = []
+            train_dict, val_dict = real_split(reference, reference_images, val_fraction, split_seed)
+            real_json, real_images = tmp / "real_train.json", Path(reference_images)
+            write_atomic(real_json, json.dumps(train_dict, separators=(",", ":")))
+            val = (tmp / "real_val.json", Path(reference_images))
+            write_atomic(val[0], json.dumps(val_dict, separators=(",", ":")))
+            n_train = len(train_dict["images"])
+            names = {c["name"] for c in train_dict["categories"]}
+        val_set = load_coco(*val)
+        if not val_set.annotations:
+            raise DatasetError(f"{val[0]}: the held-out real split has no annotations to score on")
+        candidate = load_coco(synthetic, synthetic_images)
+        dropped = sum(candidate.category_names[a["category_id"]] not in names for a in candidate.annotations)
+        if dropped == len(candidate.annotations) and candidate.annotations:
+            raise DatasetError(f"{synthetic}: no category name in common with the reference ({', '.join(sorted(names))})")
+        real, extra = (real_json, real_images), (Path(synthetic), Path(synthetic_images))
+        runs: list[UtilityRun] = []
+
+        def add(seed: int) -> None:
+            runs.append(_real_run(seed, train, real, val, cache, progress))
+            runs.append(_run("real+synthetic", seed, train, real, val, extra, progress))
+
         for seed in seeds:
-            config = train.model_copy(update={"seed": int(seed)})
-            for arm, (coco_file, images) in arms.items():
-                detector = train_detector(coco_file, images, config, progress=progress)
-                metrics = evaluate_detector(detector, val_json, val_images, progress=progress)
-                runs.append(UtilityRun(arm, int(seed), metrics, detector.seconds,
-                                       float(detector.losses[-1]) if detector.losses else float("nan")))
-        images = {"real_train": len(real_train["images"]), "synthetic": len(synthetic_coco["images"]),
-                  "val": len(load_coco(val_json, val_images, check_files=False).images)}
-    return UtilityResult(train, runs, images, dropped, time.perf_counter() - start)
+            add(seed)
+        result = UtilityResult(train, runs, {"real_train": n_train, "synthetic": len(candidate.images),
+                                             "val": len(val_set.images)}, dropped, 0.0)
+        next_seed = max(seeds) + 1
+        while (max_seeds is not None and len(result.seeds) < max_seeds and result.verdict == "no-evidence"
+               and leaning(result.values("real"), result.values("real+synthetic"))):
+            add(next_seed)
+            next_seed += 1
+    result.seconds = time.perf_counter() - start
+    return result
