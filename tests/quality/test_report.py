@@ -36,7 +36,7 @@ def full_report(tmp_path_factory):
     """One check with every section on, kept for the tests of this module."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from vision_synth.quality.check import run_quality
+    from vision_synth.publish import check_and_publish
 
     root = tmp_path_factory.mktemp("full")
     samples = synthetic(16, seed=11)
@@ -51,7 +51,7 @@ def full_report(tmp_path_factory):
         "gate.min_utility_delta_ap": -1.0})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", TEST_INPUT_SIZE)
-        report = run_quality(dataset, spec, reference=ref, reference_images=ref_images, progress=False)
+        report = check_and_publish(dataset, spec, reference=ref, reference_images=ref_images, progress=False)
     return report
 
 
@@ -65,7 +65,8 @@ def test_quality_json_holds_every_section(full_report):
     assert data["fidelity"]["precision_proxy"] is not None
     assert data["duplicates"]["flagged_images"] == [10]
     utility = data["utility"]
-    assert np.isfinite(utility["ap"]["real"]) and np.isfinite(utility["ap"]["real+synthetic"])
+    assert {r["arm"] for r in utility["runs"]} == {"real", "real+synthetic"}
+    assert all(np.isfinite(r["ap"]) for r in utility["runs"])
     assert data["provenance"]["packages"]["torch"] and data["provenance"]["generators"][0]["generator"] == "procedural"
     assert data["provenance"]["features"]["kind"] == "proxy"
 
