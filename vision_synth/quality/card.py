@@ -115,6 +115,7 @@ def utility_figure(per_class: dict[str, dict[str, float]]) -> str:
 
 # ------------------------------------------------------------------------------------- utility
 ARM_X = {"real": 0, "real+synthetic": 1}
+VERDICT_CLASS = {"helps": "pass", "hurts": "fail", "no-evidence": "warn"}
 
 
 def _arm_aps(data: dict[str, Any]) -> dict[str, dict[int, float]]:
@@ -205,7 +206,7 @@ def _utility_html(data: dict[str, Any]) -> list[str]:
              + e(", ".join(f"{v} {k.replace('_', ' ')} images" for k, v in images.items()))
              + (f"; real share of each batch {data['real_share']}" if data.get("real_share") is not None else "")
              + f"; {float(data.get('seconds') or 0):.0f} s</p>",
-             f'<p class="banner {"pass" if data.get("verdict") == "helps" else "warn"}">{e(_verdict_text(data))}</p>',
+             f'<p class="banner {VERDICT_CLASS.get(data.get("verdict"), "warn")}">{e(_verdict_text(data))}</p>',
              utility_svg(data),
              _table(["arm", "seed", "AP", "AP50", "train s"],
                     [[r["arm"], r["seed"], _num(r.get("ap")), _num(r.get("ap50")), _num(r.get("train_seconds"), 3)]
