@@ -1,9 +1,11 @@
-"""A generation run: plan the sample indices, generate and write them, merge the shards, publish.
+"""A generation run: plan the sample indices, generate and write them, merge the shards into a
+staging file, then (after the gate, when the config has `quality:`) hand it to the publisher.
 
 Output directory layout (see README "Output"):
-  images/  annotations.json  dataset_card.md  previews/grid.png
+  images/  annotations.json  dataset_card.md  previews/grid.png   (published names: publish.py)
   .vision_synth/run.json     what made this directory (config hash, seed): resume or refuse
   .vision_synth/shards/      one JSON-lines record file per process and attempt
+  .vision_synth/staging/     the merged annotations, waiting for the gate
 """
 
 from __future__ import annotations
@@ -13,22 +15,19 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm import tqdm
 
-from vision_synth import __version__
+from vision_synth import __version__, publish
 from vision_synth.coco.writer import (ShardWriter, done_indices, encode_image, image_file_name, merged_records,
                                       sample_records, write_annotations, write_atomic)
 from vision_synth.errors import VisionSynthError
 
-STATE_DIR = ".vision_synth"
+STATE_DIR = publish.STATE_DIR
 # what a run writes (and --overwrite removes): never anything else in the directory
-OUTPUTS = ("images", "annotations.json", "annotations_*.json", "annotations.rejected.json", "dataset_card.md",
-           "dataset_card.rejected.md", "report.html", "quality.json", "REJECTED.md", "previews", STATE_DIR)
+OUTPUTS = ("images", *publish.PUBLISHED_NAMES, "previews", STATE_DIR)
 
 
 @dataclass
@@ -39,6 +38,7 @@ class RunSummary:
     instances: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     quality: Any = None  # QualityReport when the config has `quality:`
+    annotations: Path | None = None  # annotations.json, or annotations.rejected.json after a failed gate
 
     @property
     def images_per_second(self) -> float:
@@ -50,7 +50,7 @@ class RunSummary:
         return [
             f"wrote {self.images} images, {total} instances ({per_class}) to {self.out_dir}",
             f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)",
-            f"annotations: {self.out_dir / 'annotations.json'}",
+            f"annotations: {self.annotations}",
             f"preview:     {self.out_dir / 'previews' / 'grid.png'}",
             *(self.quality.lines() if self.quality is not None else []),
         ]
@@ -132,62 +132,22 @@ def generate_indices(config, generator, out_dir: Path, indices: list[int], shard
     return written
 
 
-def publish(config, out_dir: Path) -> dict[str, int]:
-    """Merge the shards into annotations.json, draw the preview and write the dataset card.
-    Everything streams from the shards: memory does not grow with the number of images."""
+def merge(config, out_dir: Path) -> dict[str, int]:
+    """Merge the shards into the staging file (OUT/.vision_synth/staging/annotations.json) and draw
+    the preview. Everything streams from the shards: memory does not grow with the number of images.
+    Returns instances per class name."""
     from vision_synth.preview import render_grid
 
     categories = [c.model_dump() for c in config.categories]
     limit = config.num_images * config.images_per_sample
-    counts = write_annotations(out_dir / "annotations.json", shard_paths(out_dir), dataset_info(config),
+    counts = write_annotations(publish.staging_file(out_dir), shard_paths(out_dir), dataset_info(config),
                                categories, limit=limit)
     names = {c.id: c.name for c in config.categories}
     per_class = {names[cid]: n for cid, n in counts.items()}
     if config.output.preview_images:
         first = ((r["image"], r["annotations"]) for r in merged_records(shard_paths(out_dir), limit))
         render_grid(first, out_dir / "images", names, out_dir / "previews" / "grid.png", config.output.preview_images)
-    write_atomic(out_dir / "dataset_card.md", dataset_card(config, per_class))
     return per_class
-
-
-def _diffusion_line(config) -> str:
-    d = config.diffusion
-    if d is None:
-        return ""
-    extra = f", ControlNet `{d.controlnet}`" if d.controlnet else ""
-    return f"; diffusion `{d.mode}` with `{d.model}`{extra}, {d.steps} steps, scheduler {d.scheduler}"
-
-
-def dataset_card(config, per_class: dict[str, int]) -> str:
-    import platform
-
-    rows = "\n".join(f"| {name} | 0 | {n} |" for name, n in per_class.items())
-    config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    return f"""# Dataset card: {config.name}
-
-Created {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by vision_synth {__version__}
-(Python {platform.python_version()}).
-
-## Provenance
-- generator: `{config.generator}` (scene `{config.scene.name or 'inline'}`{_diffusion_line(config)})
-- config hash: `{config.config_hash()}`, seed: `{config.seed}`
-- images: {config.num_images}, {config.image.width}×{config.image.height} {config.image.format}
-- every image and annotation is synthetic (`"synthetic": true` in annotations.json); labels are
-  derived from the compositing itself: bbox = extent of the visible mask, area = its pixel count.
-
-## Instances per class
-| class | real | synthetic |
-| --- | --- | --- |
-{rows}
-
-## Intended use
-Synthetic data supplements real data; it does not replace it. Keep a pure-real evaluation split and
-report the synthetic share of every training set.
-
-## Config
-```yaml
-{config_yaml}```
-"""
 
 
 def make_generator(config):
@@ -288,14 +248,20 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
         generated = len(todo) * config.images_per_sample
     if not is_main:
         return None
-    per_class = publish(config, out_dir)
-    quality = None
-    if config.quality is not None:
-        from vision_synth.quality.check import run_quality
+    per_class = merge(config, out_dir)
+    from vision_synth.quality.card import generation_facts, render_card
 
-        quality = run_quality(out_dir, config.quality, dataset_config=config, progress=show_progress)
+    facts = generation_facts(config, per_class)
+    quality = None
+    if config.quality is None:
+        annotations = publish.publish(out_dir, publish.staging_file(out_dir),
+                                      publish.Publication(passed=None, card=render_card(facts)))
+    else:  # the gate first: annotations.json appears only when it passes
+        quality = publish.check_and_publish(out_dir, config.quality, annotations=publish.staging_file(out_dir),
+                                            facts=facts, dataset_config=config, progress=show_progress)
+        annotations = out_dir / (publish.ANNOTATIONS if quality.passed else publish.REJECTED_ANNOTATIONS)
     images = config.num_images * config.images_per_sample
-    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, quality)
+    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, quality, annotations)
 
 
 def free_port() -> int:

@@ -1,5 +1,5 @@
 """Near-duplicates by perceptual hash (and feature cosine): a planted duplicate is found within the
-synthetic images and against the reference; removal rewrites annotations.json without it."""
+synthetic images and against the reference; removal publishes annotations.json without it."""
 
 import json
 
@@ -10,8 +10,8 @@ import pytest
 from conftest import write_coco_dataset
 from quality_fixtures import real, synthetic
 from vision_synth.coco.reader import load_coco
-from vision_synth.quality.duplicates import (cosine_pairs, find_duplicates, hamming, hash_pairs, phash,
-                                             remove_images)
+from vision_synth.publish import Publication, publish
+from vision_synth.quality.duplicates import cosine_pairs, find_duplicates, hamming, hash_pairs, phash
 
 
 def jpeg(image, quality=70):
@@ -53,19 +53,21 @@ def test_find_duplicates_keeps_the_first_of_a_pair_and_flags_copies_of_reference
     assert found == {(17, 13, "synthetic"), (14, 5, "reference")}
 
 
-def test_removal_rewrites_annotations_without_the_images(tmp_path):
+def test_removal_publishes_annotations_without_the_images(tmp_path):
     samples = synthetic(6, seed=7)
     ann_path, images = write_coco_dataset(tmp_path / "d", samples)
     before = json.loads(ann_path.read_text())
     drop = [2, 5]
-    assert remove_images(ann_path, drop) == 2
+    # the publisher writes the removal: a staged copy renamed over annotations.json, never an in-place rewrite
+    assert publish(tmp_path / "d", ann_path, Publication(passed=True, card="card", drop_images=tuple(drop))) == ann_path
     after = load_coco(ann_path, images)  # still a valid dataset
     assert sorted(im["id"] for im in after.images) == [1, 3, 4, 6]
     assert all(a["image_id"] not in drop for a in after.annotations)
     kept = [a for a in before["annotations"] if a["image_id"] not in drop]
     assert after.annotations == kept  # ids and records unchanged
     assert after.info["removed_duplicates"] == drop
-    assert not list(ann_path.parent.glob(".*.tmp"))  # written atomically, nothing left behind
+    assert not list(ann_path.parent.rglob(".*.tmp"))  # written atomically, nothing left behind
+    assert not (tmp_path / "d" / ".vision_synth" / "staging" / "annotations.json").exists()  # renamed into place
     assert all((images / im["file_name"]).is_file() for im in before["images"])  # files stay
 
 

@@ -61,20 +61,20 @@ def test_kid_matches_torchmetrics():
     kid_module = pytest.importorskip("torchmetrics.image.kid")
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(40, 16)), rng.normal(0.4, 1.0, size=(40, 16))
-    mean, _ = kernel_inception_distance(a, b, subset_size=40, subsets=1)
+    mean, _ = kernel_inception_distance(a, b, 40, 1, np.random.default_rng(0))
     assert mean == pytest.approx(float(kid_module.poly_mmd(torch.tensor(a), torch.tensor(b))), rel=1e-9)
 
 
 def test_kid_is_the_unbiased_polynomial_mmd():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(15, 6)), rng.normal(0.4, 1.0, size=(15, 6))
-    mean, std = kernel_inception_distance(a, b, subset_size=15, subsets=1)  # the whole sets: one subset
+    mean, std = kernel_inception_distance(a, b, 15, 1, np.random.default_rng(0))  # the whole sets: one subset
     assert std == 0.0
     assert mean == pytest.approx(unbiased_mmd(a, b), rel=1e-9)
     # unbiased: two samples of one distribution average close to 0 (it may go below 0)
     same = [kernel_inception_distance(rng.normal(size=(60, 16)), rng.normal(size=(60, 16)), 30, 20,
                                       np.random.default_rng(k))[0] for k in range(5)]
-    assert abs(np.mean(same)) < 0.02 < kernel_inception_distance(a, b, 30, 20)[0]
+    assert abs(np.mean(same)) < 0.02 < kernel_inception_distance(a, b, 30, 20, np.random.default_rng(1))[0]
 
 
 def test_kid_rises_with_distance_and_is_seeded():
@@ -86,7 +86,7 @@ def test_kid_rises_with_distance_and_is_seeded():
     assert (kernel_inception_distance(a, a + 1, 25, 10, np.random.default_rng(9))
             == kernel_inception_distance(a, a + 1, 25, 10, np.random.default_rng(9)))
     with pytest.raises(ValueError, match="at least 2"):
-        kernel_inception_distance(a[:1], a)
+        kernel_inception_distance(a[:1], a, 10, 1, np.random.default_rng(0))
 
 
 def test_precision_recall_of_the_same_and_of_disjoint_sets():
@@ -105,13 +105,14 @@ def test_measure_fidelity_names_proxy_metrics_as_proxy():
     rng = np.random.default_rng(6)
     a, b = rng.normal(size=(30, 8)), rng.normal(size=(30, 8))
     crops = {"small": (a[:3], b[:3]), "big": (a, b)}
-    result = measure_fidelity(a, b, proxy=True, extractor={"label": "proxy"}, kid_subset_size=10, kid_subsets=5,
-                              pr_min_samples=50, class_features=crops, min_crops=5)
+    result = measure_fidelity(a, b, proxy=True, extractor={"label": "proxy"}, rng=np.random.default_rng(0),
+                              kid_subset_size=10, kid_subsets=5, pr_min_samples=50, class_features=crops, min_crops=5)
     data = result.to_json()
     assert "fid" not in data and "kid" not in data and data["fid_proxy"] == result.fid
     assert data["metric_names"]["fid_proxy"] == "FID-proxy"
     assert data[("precision_proxy")] is None and "pr_min_samples" in data["precision_recall_note"]
     assert data["per_class"]["small"]["fid_proxy"] is None and "too few" in data["per_class"]["small"]["note"]
     assert data["per_class"]["big"]["fid_proxy"] == pytest.approx(result.fid)
-    real = measure_fidelity(a, b, proxy=False, extractor={}, kid_subset_size=10, kid_subsets=5, pr_min_samples=10)
+    real = measure_fidelity(a, b, proxy=False, extractor={}, rng=np.random.default_rng(0), kid_subset_size=10,
+                            kid_subsets=5, pr_min_samples=10)
     assert real.to_json()["fid"] == pytest.approx(result.fid) and real.precision is not None

@@ -25,8 +25,7 @@ EXPECTED_TABLES = {
     "duplicates": ["measure", "value"],
     "distributions": ["class", "statistic", "Wasserstein", "KS", "n synthetic", "n reference"],
     "memorisation": ["measure", "value"],
-    "utility": ["arm", "seed", "AP", "AP50", "train s", "final loss"],
-    "utility-classes": ["class", "AP real", "AP real+synthetic", "delta"],
+    "utility": ["arm", "seed", "AP", "AP50", "train s"],
     "provenance": ["item", "value"],
 }
 
@@ -36,7 +35,7 @@ def full_report(tmp_path_factory):
     """One check with every section on, kept for the tests of this module."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from vision_synth.quality.check import run_quality
+    from vision_synth.publish import check_and_publish
 
     root = tmp_path_factory.mktemp("full")
     samples = synthetic(16, seed=11)
@@ -51,7 +50,7 @@ def full_report(tmp_path_factory):
         "gate.min_utility_delta_ap": -1.0})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", TEST_INPUT_SIZE)
-        report = run_quality(dataset, spec, reference=ref, reference_images=ref_images, progress=False)
+        report = check_and_publish(dataset, spec, reference=ref, reference_images=ref_images, progress=False)
     return report
 
 
@@ -65,7 +64,8 @@ def test_quality_json_holds_every_section(full_report):
     assert data["fidelity"]["precision_proxy"] is not None
     assert data["duplicates"]["flagged_images"] == [10]
     utility = data["utility"]
-    assert np.isfinite(utility["ap"]["real"]) and np.isfinite(utility["ap"]["real+synthetic"])
+    assert {r["arm"] for r in utility["runs"]} == {"real", "real+synthetic"}
+    assert all(np.isfinite(r["ap"]) for r in utility["runs"])
     assert data["provenance"]["packages"]["torch"] and data["provenance"]["generators"][0]["generator"] == "procedural"
     assert data["provenance"]["features"]["kind"] == "proxy"
 
@@ -96,6 +96,7 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = dom.stdout
     assert "<title>PASSED" in page
+    assert len(re.findall(r'<circle class="point"', page)) == 2  # utility: one seed, both arms
     images = re.findall(r'<img[^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)
     assert len(images) >= 6
     for cls, headers in EXPECTED_TABLES.items():

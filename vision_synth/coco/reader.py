@@ -66,8 +66,17 @@ class CocoDataset:
         )
 
 
+def is_synthetic(*records: dict[str, Any]) -> bool:
+    """The one answer to "is this record synthetic?": the first of `records` (an annotation, then its
+    image) that carries a `synthetic` flag decides, and a record without the flag is real."""
+    for record in records:
+        if "synthetic" in record and record["synthetic"] is not None:
+            return record["synthetic"] is True
+    return False
+
+
 def _source_of(ann: dict[str, Any]) -> str:
-    return str(ann.get("source", "procedural" if ann.get("synthetic") else "real"))
+    return str(ann.get("source", "procedural" if is_synthetic(ann) else "real"))
 
 
 def _fail(path: Path, where: str, message: str) -> DatasetError:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vision_synth.coco.reader import CocoDataset, load_coco
+from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
 from vision_synth.coco.writer import write_atomic
 from vision_synth.errors import DatasetError, VisionSynthError
 
@@ -78,10 +78,6 @@ class SplitResult:
         if self.synthetic_in_train:
             out.append(f"{self.synthetic_in_train} synthetic images kept in train (val/test are real only)")
         return out
-
-
-def is_synthetic(image: dict[str, Any]) -> bool:
-    return image.get("synthetic") is True
 
 
 def _split_sizes(n: int, ratios: Sequence[float]) -> list[int]:

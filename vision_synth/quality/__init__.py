@@ -1,8 +1,9 @@
 """Quality gate: fidelity (FID/KID on Inception-v3 features, or a named proxy), duplicates, label
 sanity, memorisation (distance to closest record), utility (detector trained with and without the
-synthetic data, scored on real images), the gate that publishes or rejects, and the dataset card.
+synthetic data, scored on real images), the table of gates, the report's values and the one
+renderer of cards and reports. It measures only: vision_synth/publish.py writes the verdict.
 
-Import `run_quality` and the rest from their modules; this package's import stays light.
+Import `measure_quality` and the rest from their modules; this package's import stays light.
 """
 
 from vision_synth.quality.gate import GateFailed

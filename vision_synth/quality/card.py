@@ -1,18 +1,26 @@
-"""The dataset card (Markdown) and the quality report (one self-contained HTML file: tables, and
-matplotlib figures and the sample grid embedded as base64 PNG) of a QualityReport."""
+"""The one renderer of dataset cards (Markdown) and quality reports (one self-contained HTML file:
+tables, an inline SVG of the utility check, matplotlib figures and the sample grid embedded as
+base64 PNG), used by generate, check and augment-rare. It renders values to text; the publisher
+(vision_synth/publish.py) writes them."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import yaml
 
+from vision_synth import __version__
+
 if TYPE_CHECKING:
-    from vision_synth.quality.check import QualityReport
+    from vision_synth.quality.report import QualityReport
 
 SET_COLORS = {"synthetic": "#d62728", "reference": "#1f77b4", "real": "#2ca02c"}
 
@@ -105,12 +113,130 @@ def utility_figure(per_class: dict[str, dict[str, float]]) -> str:
     return _png(fig)
 
 
+# ------------------------------------------------------------------------------------- utility
+ARM_X = {"real": 0, "real+synthetic": 1}
+VERDICT_CLASS = {"helps": "pass", "hurts": "fail", "no-evidence": "warn"}
+
+
+def _arm_aps(data: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """arm → seed → AP, from a utility result's JSON."""
+    out: dict[str, dict[int, float]] = {arm: {} for arm in ARM_X}
+    for run in data.get("runs", []):
+        if run["arm"] in out and run.get("ap") is not None:
+            out[run["arm"]][int(run["seed"])] = float(run["ap"])
+    return out
+
+
+def _verdict_text(data: dict[str, Any]) -> str:
+    if data.get("verdict") is None:
+        return "no verdict (this utility result has no interval)"
+    lo, hi = data["interval"]
+    return (f"verdict: {data['verdict']} · relative median AP delta {data['relative_median_delta']:+.1%} · "
+            f"{data.get('confidence', 0.95):.0%} interval [{lo:+.1%}, {hi:+.1%}]")
+
+
+def utility_svg(data: dict[str, Any]) -> str:
+    """An inline SVG of a utility check: per-seed AP of both arms (one point each, hollow when the
+    seed collapsed), each seed's pair joined by a line (green up, red down), and on the right the
+    relative median delta with its interval against 0, the verdict written above."""
+    aps = _arm_aps(data)
+    collapsed = {arm: set(v.get("collapsed_seeds", [])) for arm, v in (data.get("arms") or {}).items()}
+    seeds = sorted(set(aps["real"]) | set(aps["real+synthetic"]))
+    values = [v for arm in aps.values() for v in arm.values()]
+    top = max(values + [1e-3]) * 1.15
+    w, h, left, right, y0, y1 = 640, 300, 60, 330, 50, 260  # left panel x range and y range (px)
+    x_of = {arm: left + 50 + k * (right - left - 100) for arm, k in ARM_X.items()}
+    y_of = lambda ap: y1 - (y1 - y0) * ap / top  # noqa: E731
+    e = html.escape
+    out = [f'<svg class="utility-plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'viewBox="0 0 {w} {h}" role="img" aria-label="utility: AP per seed of both arms">',
+           f'<text class="verdict" x="{w / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">'
+           f"{e(_verdict_text(data))}</text>",
+           f'<line x1="{left}" y1="{y1}" x2="{right}" y2="{y1}" stroke="#888"/>',
+           f'<line x1="{left}" y1="{y0}" x2="{left}" y2="{y1}" stroke="#888"/>',
+           f'<text x="{left - 40}" y="{(y0 + y1) / 2}" font-size="11" transform="rotate(-90 {left - 40} '
+           f'{(y0 + y1) / 2})" text-anchor="middle">AP on held-out real</text>']
+    for frac in (0.0, 0.5, 1.0):
+        y = y_of(top * frac)
+        out.append(f'<text x="{left - 5}" y="{y + 4}" font-size="10" text-anchor="end">{top * frac:.3g}</text>')
+    for arm, x in x_of.items():
+        out.append(f'<text x="{x}" y="{y1 + 18}" font-size="12" text-anchor="middle">{e(arm)}</text>')
+    for seed in seeds:
+        if seed in aps["real"] and seed in aps["real+synthetic"]:
+            a, b = aps["real"][seed], aps["real+synthetic"][seed]
+            colour = "#2ca02c" if b > a else ("#d62728" if b < a else "#777")
+            out.append(f'<line class="pair" data-seed="{seed}" x1="{x_of["real"]}" y1="{y_of(a):.1f}" '
+                       f'x2="{x_of["real+synthetic"]}" y2="{y_of(b):.1f}" stroke="{colour}" stroke-width="1.5"/>')
+    for arm, per_seed in aps.items():
+        colour = SET_COLORS["real"] if arm == "real" else SET_COLORS["synthetic"]
+        for seed, ap in sorted(per_seed.items()):
+            fill = "white" if seed in collapsed.get(arm, set()) else colour
+            out.append(f'<circle class="point" data-arm="{e(arm)}" data-seed="{seed}" cx="{x_of[arm]}" '
+                       f'cy="{y_of(ap):.1f}" r="5" fill="{fill}" stroke="{colour}" stroke-width="1.5">'
+                       f"<title>{e(arm)} seed {seed}: AP {ap:.4f}</title></circle>")
+    # right panel: the relative median delta and its interval, against 0
+    if data.get("interval") is not None and data.get("relative_median_delta") is not None:
+        lo, hi = (float(v) for v in data["interval"])
+        mid = float(data["relative_median_delta"])
+        span = max(abs(lo), abs(hi), abs(mid), 0.05) * 1.2
+        px0, px1, py = 380, 620, 160
+        x = lambda v: px0 + (px1 - px0) * (v + span) / (2 * span)  # noqa: E731
+        colour = {"helps": "#2ca02c", "hurts": "#d62728"}.get(data.get("verdict"), "#777")
+        out += [f'<line x1="{px0}" y1="{py + 30}" x2="{px1}" y2="{py + 30}" stroke="#888"/>',
+                f'<line x1="{x(0):.1f}" y1="{py - 40}" x2="{x(0):.1f}" y2="{py + 34}" stroke="#444" '
+                'stroke-dasharray="4 3"/>',
+                f'<text x="{x(0):.1f}" y="{py + 46}" font-size="10" text-anchor="middle">0</text>',
+                f'<text x="{px0}" y="{py + 46}" font-size="10">{-span:+.0%}</text>',
+                f'<text x="{px1}" y="{py + 46}" font-size="10" text-anchor="end">{span:+.0%}</text>',
+                f'<line class="interval" x1="{x(lo):.1f}" y1="{py}" x2="{x(hi):.1f}" y2="{py}" stroke="{colour}" '
+                'stroke-width="4"/>',
+                f'<circle class="median" cx="{x(mid):.1f}" cy="{py}" r="6" fill="{colour}"/>',
+                f'<text x="{(px0 + px1) / 2}" y="{py - 50}" font-size="12" text-anchor="middle">relative median AP '
+                "delta, 95% interval</text>"]
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _utility_html(data: dict[str, Any]) -> list[str]:
+    e = html.escape
+    t = data.get("train") or {}
+    images = data.get("images") or {}
+    parts = [f'<p class="muted">{e(str(t.get("model")))}, {t.get("steps")} steps, batch {t.get("batch_size")}, '
+             f'image size {t.get("image_size")}; seeds {e(str(data.get("seeds")))}; '
+             + e(", ".join(f"{v} {k.replace('_', ' ')} images" for k, v in images.items()))
+             + (f"; real share of each batch {data['real_share']}" if data.get("real_share") is not None else "")
+             + f"; {float(data.get('seconds') or 0):.0f} s</p>",
+             f'<p class="banner {VERDICT_CLASS.get(data.get("verdict"), "warn")}">{e(_verdict_text(data))}</p>',
+             utility_svg(data),
+             _table(["arm", "seed", "AP", "AP50", "train s"],
+                    [[r["arm"], r["seed"], _num(r.get("ap")), _num(r.get("ap50")), _num(r.get("train_seconds"), 3)]
+                     for r in data.get("runs", [])], "utility")]
+    if data.get("paired"):
+        parts.append(_table(["seed", "AP delta", "AP50 delta"],
+                            [[p["seed"], _num(p["delta_ap"]), _num(p["delta_ap50"])] for p in data["paired"]],
+                            "utility-paired"))
+    if data.get("arms"):
+        parts.append(_table(["arm", "median AP", "mean AP", "median AP50", "mean AP50", "collapsed seeds"],
+                            [[arm, _num(a.get("median_ap")), _num(a.get("mean_ap")), _num(a.get("median_ap50")),
+                              _num(a.get("mean_ap50")), ", ".join(map(str, a.get("collapsed_seeds", []))) or "none"]
+                             for arm, a in data["arms"].items()], "utility-arms"))
+    per_class = data.get("per_class_ap")
+    if per_class:
+        parts.append(_table(["class", "AP real", "AP real+synthetic", "delta"],
+                            [[n, _num(v["real"]), _num(v["real+synthetic"]), _num(v["delta"])]
+                             for n, v in per_class.items()], "utility-classes"))
+        parts.append(_img(utility_figure(per_class), "AP per class"))
+    return parts
+
+
 # ------------------------------------------------------------------------------------- helpers
 def _num(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     value = float(value)
@@ -141,8 +267,8 @@ def _md_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def _gate_rows(report: QualityReport) -> list[list[Any]]:
-    return [[g.name, g.metric, _num(g.value), _num(g.threshold), "pass" if g.passed else "FAIL", _num(g.margin)]
-            for g in report.gates]
+    return [[g.name, g.metric, _num(g.value) if g.measured else "not measured", _num(g.threshold),
+             "pass" if g.passed else "FAIL", _num(g.margin)] for g in report.gates]
 
 
 def _fidelity_rows(report: QualityReport) -> list[list[Any]]:
@@ -151,8 +277,8 @@ def _fidelity_rows(report: QualityReport) -> list[list[Any]]:
                                            f"{_num(f.kid_mean)} ± {_num(f.kid_std, 2)}"],
             ["precision" + (" (proxy features)" if f.proxy else ""), _num(f.precision)],
             ["recall" + (" (proxy features)" if f.proxy else ""), _num(f.recall)],
-            ["images (synthetic / reference)", f"{f.n_synthetic} / {f.n_reference}"],
-            ["precision/recall", f.pr_note]]
+            [f"{f.unit} (synthetic / reference)", f"{f.n_synthetic} / {f.n_reference}"],
+            ["precision/recall", f.pr_note]] + ([["measured on", f.unit_note]] if f.unit_note else [])
 
 
 def _proxy_warning(report: QualityReport) -> str:
@@ -175,7 +301,7 @@ def _memo_rows(report: QualityReport) -> list[list[Any]]:
     return rows
 
 
-def _provenance_rows(report: QualityReport) -> list[list[Any]]:
+def provenance_rows(report: QualityReport) -> list[list[Any]]:
     p = report.provenance
     rows = [[f"generator {g['generator']}", f"model {g['model'] or '-'}, hash {g['model_hash'] or '-'}: "
              f"{g['images']} images"] for g in p["generators"]]
@@ -305,29 +431,13 @@ def render_report(report: QualityReport, grid_png: bytes | None) -> str:
                           "DCR histogram"))
 
     if report.utility is not None:
-        u = report.utility
-        parts.append("<h2>Utility (train on synthetic, test on real)</h2>")
-        t = u.train
-        parts.append(f'<p class="muted">{e(t.model)}, {t.steps} steps, batch {t.batch_size}, image size '
-                     f"{t.image_size}, weights {e(str(t.weights) if t.weights else 'none (from scratch)')}; "
-                     f"{u.images['real_train']} real train, {u.images['synthetic']} synthetic, "
-                     f"{u.images['val']} held-out real images; {u.seconds:.0f} s</p>")
-        parts.append(_table(["arm", "seed", "AP", "AP50", "train s", "final loss"],
-                            [[r.arm, r.seed, _num(r.metrics.ap), _num(r.metrics.ap50), f"{r.train_seconds:.1f}",
-                              _num(r.final_loss)] for r in u.runs], "utility"))
-        per_class = u.per_class()
-        parts.append(_table(["class", "AP real", "AP real+synthetic", "delta"],
-                            [[n, _num(v["real"]), _num(v["real+synthetic"]), _num(v["delta"])]
-                             for n, v in per_class.items()]
-                            + [["all (AP)", _num(u.mean("real")), _num(u.mean("real+synthetic")), _num(u.delta_ap)]],
-                            "utility-classes"))
-        if per_class:
-            parts.append(_img(utility_figure(per_class), "AP per class"))
+        parts.append("<h2>Utility (train on real, and on real + synthetic; test on real)</h2>")
+        parts += _utility_html(report.utility.to_json())
 
     if report.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
     parts.append("<h2>Provenance</h2>")
-    parts.append(_table(["item", "value"], _provenance_rows(report), "provenance"))
+    parts.append(_table(["item", "value"], provenance_rows(report), "provenance"))
     parts.append("<h2>Config</h2>")
     parts.append(f"<pre>{e(_config_yaml(report))}</pre>")
     parts.append("<h2>Time</h2>")
@@ -338,23 +448,93 @@ def render_report(report: QualityReport, grid_png: bytes | None) -> str:
 
 
 # ------------------------------------------------------------------------------------- card
-def render_card(report: QualityReport) -> str:
-    """dataset_card.md (dataset_card.rejected.md when the gate failed)."""
+INTENDED_USE = ("Synthetic data supplements real data; it does not replace it. Keep a pure-real evaluation split "
+                "and report the synthetic share of every training set.")
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What a dataset card says whatever made the dataset: a title, what made it, per-class counts,
+    and its config. A check's QualityReport adds the quality sections."""
+
+    title: str
+    about: list[str] = field(default_factory=list)  # paragraphs
+    provenance: list[list[Any]] = field(default_factory=list)  # [item, value] rows
+    count_headers: list[str] = field(default_factory=list)
+    counts: list[list[Any]] = field(default_factory=list)
+    config_yaml: str | None = None
+    created: str = ""
+
+
+def _created() -> str:
+    return (f"Created {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by vision_synth {__version__} "
+            f"(Python {platform.python_version()}).")
+
+
+def generation_facts(config, per_class: dict[str, int]) -> CardFacts:
+    """The card facts of a `vision-synth generate` run of `config`."""
+    d = config.diffusion
+    diffusion = "" if d is None else (f"; diffusion `{d.mode}` with `{d.model}`"
+                                      + (f", ControlNet `{d.controlnet}`" if d.controlnet else "")
+                                      + f", {d.steps} steps, scheduler {d.scheduler}")
+    return CardFacts(
+        title=config.name,
+        about=["Every image and annotation is synthetic (`\"synthetic\": true` in annotations.json); labels are "
+               "derived from the compositing itself: bbox = extent of the visible mask, area = its pixel count."],
+        provenance=[["generator", f"`{config.generator}` (scene `{config.scene.name or 'inline'}`{diffusion})"],
+                    ["config hash", f"`{config.config_hash()}`"], ["seed", f"`{config.seed}`"],
+                    ["images", f"{config.num_images}, {config.image.width}×{config.image.height} "
+                               f"{config.image.format}"]],
+        count_headers=["class", "real", "synthetic"], counts=[[name, 0, n] for name, n in per_class.items()],
+        config_yaml=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), created=_created())
+
+
+def report_facts(report: QualityReport) -> CardFacts:
+    """The card facts of a dataset known only through its check (vision-synth check on a directory)."""
     p = report.provenance
     info = p.get("dataset_info") or {}
-    title = info.get("description") or report.dataset_dir.name
-    status = ("**Quality gate: PASSED** (published)" if report.passed else
-              "**REJECTED: not published** — failed gates: "
-              + "; ".join(g.message() for g in report.failed) + ". See REJECTED.md.")
-    sections = [f"# Dataset card: {title}", "",
-                f"Checked {report.created} by vision_synth {p['packages'].get('vision_synth')} "
-                f"(Python {p['packages'].get('python')}). {status}", "",
-                "Full figures, histograms and a sample grid with the labels drawn: `report.html`; machine-readable: "
-                "`quality.json`.", ""]
-    sections += ["## Provenance", _md_table(["item", "value"], _provenance_rows(report)), ""]
-    sections += ["## Instances per class", _md_table(
-        ["class", "reference (real)", "dataset real", "dataset synthetic"],
-        [[n, c["reference"], c["real"], c["synthetic"]] for n, c in report.labels.counts.items()]), ""]
+    return CardFacts(
+        title=info.get("description") or report.dataset_dir.name, provenance=provenance_rows(report),
+        count_headers=["class", "reference (real)", "dataset real", "dataset synthetic"],
+        counts=[[n, c["reference"], c["real"], c["synthetic"]] for n, c in report.labels.counts.items()],
+        config_yaml=_config_yaml(report),
+        created=f"Checked {report.created} by vision_synth {p['packages'].get('vision_synth')} "
+                f"(Python {p['packages'].get('python')}).")
+
+
+def render_card(facts: CardFacts, report: QualityReport | None = None) -> str:
+    """dataset_card.md (dataset_card.rejected.md when the gate failed): `facts`, and with a check's
+    `report` its verdict and figures."""
+    created = facts.created or _created()
+    if report is not None:
+        status = ("**Quality gate: PASSED** (published)" if report.passed else
+                  "**REJECTED: not published** — failed gates: "
+                  + "; ".join(g.message() for g in report.failed) + ". See REJECTED.md.")
+        created += f" {status}"
+    sections = [f"# Dataset card: {facts.title}", "", created, ""]
+    if report is not None:
+        sections += ["Full figures, histograms and a sample grid with the labels drawn: `report.html`; "
+                     "machine-readable: `quality.json`.", ""]
+    for paragraph in facts.about:
+        sections += [paragraph, ""]
+    sections += ["## Provenance", _md_table(["item", "value"], facts.provenance), ""]
+    if report is not None:
+        sections += ["## Instances per class", _md_table(
+            ["class", "reference (real)", "dataset real", "dataset synthetic"],
+            [[n, c["reference"], c["real"], c["synthetic"]] for n, c in report.labels.counts.items()]), ""]
+    elif facts.counts:
+        sections += ["## Instances per class", _md_table(facts.count_headers, facts.counts), ""]
+    if report is not None:
+        sections += _quality_sections(report)
+    sections += ["## Intended use", INTENDED_USE, ""]
+    config = _config_yaml(report) if report is not None else facts.config_yaml
+    if config:
+        sections += ["## Config", "```yaml", config.rstrip(), "```", ""]
+    return "\n".join(sections)
+
+
+def _quality_sections(report: QualityReport) -> list[str]:
+    sections = []
     if report.gates:
         sections += ["## Quality gate", _md_table(["gate", "metric", "value", "threshold", "result", "margin"],
                                                   _gate_rows(report)), ""]
@@ -384,19 +564,49 @@ def render_card(report: QualityReport) -> str:
         sections += ["## Memorisation (distance to closest record)", _md_table(["measure", "value"],
                                                                                 _memo_rows(report)), ""]
     if report.utility is not None:
-        u = report.utility
-        sections += ["## Utility (train on synthetic, test on real)",
-                     f"`{u.train.model}`, {u.train.steps} steps, image size {u.train.image_size}, seeds "
-                     f"{sorted({r.seed for r in u.runs})}: AP {u.mean('real'):.4f} (real) → "
-                     f"{u.mean('real+synthetic'):.4f} (real + synthetic), delta {u.delta_ap:+.4f}; AP50 delta "
-                     f"{u.delta_ap50:+.4f}.", "",
-                     _md_table(["class", "AP real", "AP real+synthetic", "delta"],
-                               [[n, _num(v["real"]), _num(v["real+synthetic"]), _num(v["delta"])]
-                                for n, v in u.per_class().items()]), ""]
+        data = report.utility.to_json()
+        t = data.get("train") or {}
+        sections += ["## Utility (train on real, and on real + synthetic; test on real)",
+                     f"`{t.get('model')}`, {t.get('steps')} steps, image size {t.get('image_size')}, seeds "
+                     f"{data.get('seeds')}. {_verdict_text(data)}.", "",
+                     _md_table(["arm", "seed", "AP", "AP50"], [[r["arm"], r["seed"], _num(r.get("ap")),
+                                                               _num(r.get("ap50"))] for r in data.get("runs", [])]),
+                     ""]
     if report.notes:
         sections += ["## Notes", *[f"- {n}" for n in report.notes], ""]
-    sections += ["## Intended use",
-                 "Synthetic data supplements real data; it does not replace it. Keep a pure-real evaluation split "
-                 "and report the synthetic share of every training set.", ""]
-    sections += ["## Config", "```yaml", _config_yaml(report).rstrip(), "```", ""]
-    return "\n".join(sections)
+    return sections
+
+
+def rejection_note(report: QualityReport) -> str:
+    """REJECTED.md: which gates failed, by how much, and how to check again."""
+    lines = "\n".join(f"- **{g.name}**: {g.message()}" for g in report.failed)
+    return f"""# REJECTED: this dataset did not pass the quality gate
+
+`{report.dataset_dir}` is not published. Its annotations are kept as `annotations.rejected.json`
+(split files as `annotations_*.rejected.json`); no `annotations.json` exists until a check passes.
+
+## Failed gates
+{lines}
+
+Details: `quality.json` and `report.html` in this directory.
+
+## What next
+Fix the data (or, with reason, the thresholds in the `quality:` config) and check again:
+
+    {report.command}
+
+A passing check renames the files back and removes this note.
+"""
+
+
+def sample_grid(annotations: Path, images_dir: Path, count: int) -> bytes | None:
+    """PNG bytes of the first `count` images with their labels drawn (vision_synth.preview)."""
+    if count <= 0:
+        return None
+    import tempfile
+
+    from vision_synth.preview import render_preview
+
+    with tempfile.TemporaryDirectory(prefix="vision_synth_grid_") as tmp:
+        out = render_preview(annotations, images_dir, Path(tmp) / "grid.png", max_images=count, tile=192)
+        return out.read_bytes()

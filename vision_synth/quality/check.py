@@ -1,9 +1,12 @@
-"""`run_quality`: every quality check on a dataset directory, the gate, and what it writes.
+"""`measure_quality`: every quality check on a dataset's annotations, and the gate's verdict, as a
+QualityReport. It measures only: nothing here writes or renames a dataset's files (the publisher,
+vision_synth/publish.py, does that after the gate).
 
-Order (data moves one way): check inputs → perceptual hashes and features → duplicates (removed
-first when configured, so every later figure describes what is published) → label sanity and
-distributions → fidelity → memorisation → utility → gate → DIR/quality.json, DIR/report.html,
-the dataset card, and the published or rejected state (see gate.py).
+Order (data moves one way): check inputs → perceptual hashes and features → duplicates (left out
+of every later figure when configured to be removed, so each describes what would be published)
+→ label sanity and distributions → fidelity (on tiles when the reference has too few images) →
+memorisation → utility → gate. Each step is a function from values to values; random choices come
+from `vision_synth.seeding.rng_for` streams named by purpose (STREAMS).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import platform
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -25,100 +28,22 @@ from vision_synth import __version__
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.writer import write_atomic
 from vision_synth.errors import DatasetError, VisionSynthError
+from vision_synth.coco.reader import is_synthetic
 from vision_synth.quality import gate as gates
-from vision_synth.quality.duplicates import DuplicateReport, find_duplicates, phash, remove_images
+from vision_synth.quality.duplicates import DuplicateReport, find_duplicates, phash
 from vision_synth.quality.features import FeatureExtractor, inception_weights_path, load_extractor
-from vision_synth.quality.fidelity import FidelityResult, measure_fidelity, metric_name
+from vision_synth.quality.fidelity import FidelityResult, measure_fidelity
 from vision_synth.quality.labels import LabelReport, check_labels
 from vision_synth.quality.memorisation import DCRResult, dcr
+from vision_synth.quality.report import QualityReport
 from vision_synth.quality.spec import QualitySpec
-from vision_synth.quality.utility import UtilityResult, measure_utility
 from vision_synth.scene.objects import read_image
+from vision_synth.seeding import rng_for
 
-QUALITY_JSON = "quality.json"
-REPORT_HTML = "report.html"
 PACKAGES = ("vision_synth", "torch", "torchvision", "numpy", "scipy", "pycocotools", "opencv-python-headless",
             "pillow", "torch-fidelity", "torchmetrics", "diffusers", "albumentations", "matplotlib")
 LEARNED_GENERATORS = ("diffusion",)
 CROP_PAD = 0.1  # context around an instance crop, as a fraction of its box side
-
-
-@dataclass
-class QualityReport:
-    """Everything one check measured and decided. `passed` is the gate's verdict; the directory is
-    published when True and in the rejected state when False."""
-
-    dataset_dir: Path
-    spec: QualitySpec
-    passed: bool
-    gates: list[gates.GateResult]
-    labels: LabelReport
-    duplicates: DuplicateReport
-    fidelity: FidelityResult | None
-    memorisation: DCRResult | None
-    utility: UtilityResult | None
-    provenance: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    files: dict[str, Path] = field(default_factory=dict)
-    created: str = ""
-
-    @property
-    def failed(self) -> list[gates.GateResult]:
-        return [g for g in self.gates if not g.passed]
-
-    @property
-    def state(self) -> str:
-        return "published" if self.passed else "rejected"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dataset": str(self.dataset_dir),
-            "created": self.created,
-            "passed": self.passed,
-            "state": self.state,
-            "failed_gates": [g.name for g in self.failed],
-            "gates": [g.to_json() for g in self.gates],
-            "labels": self.labels.to_json(),
-            "duplicates": self.duplicates.to_json(),
-            "fidelity": None if self.fidelity is None else self.fidelity.to_json(),
-            "memorisation": None if self.memorisation is None else self.memorisation.to_json(),
-            "utility": None if self.utility is None else self.utility.to_json(),
-            "notes": self.notes,
-            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
-            "provenance": self.provenance,
-            "config": self.spec.model_dump(mode="json"),
-            "files": {k: str(v) for k, v in self.files.items()},
-        }
-
-    def lines(self) -> list[str]:
-        out = [f"quality gate {'PASSED' if self.passed else 'FAILED'}: {self.dataset_dir} is {self.state}"]
-        out += [f"  {g.message()}" for g in self.gates]
-        if self.fidelity is not None:
-            f = self.fidelity
-            out.append(f"  {f.name('FID')} {f.fid:.4g}, {f.name('KID')} {f.kid_mean:.4g} ± {f.kid_std:.2g} "
-                       f"({f.n_synthetic} synthetic vs {f.n_reference} reference images)")
-        d = self.duplicates
-        out.append(f"  duplicates: {len(d.flagged)} of {d.n_images} images flagged, {len(d.removed)} removed")
-        out.append(f"  labels: {self.labels.issues} issues")
-        if self.memorisation is not None:
-            out.append(f"  memorisation: min normalised DCR {self.memorisation.min:.3g}, "
-                       f"{self.memorisation.close_fraction:.1%} closer than the reference's "
-                       f"{self.memorisation.close_quantile:.0%} quantile")
-        if self.utility is not None:
-            u = self.utility
-            out.append(f"  utility: AP real {u.mean('real'):.4f}, real+synthetic {u.mean('real+synthetic'):.4f}, "
-                       f"delta {u.delta_ap:+.4f} (seeds {sorted({r.seed for r in u.runs})})")
-        out += [f"  note: {n}" for n in self.notes]
-        out += [f"  {name}: {path}" for name, path in self.files.items()]
-        return out
-
-    def raise_if_failed(self) -> None:
-        """GateFailed (exit code 3) naming the failed gates, when the gate did not pass."""
-        if not self.passed:
-            detail = "; ".join(g.message() for g in self.failed)
-            raise gates.GateFailed(f"{self.dataset_dir}: quality gate failed, dataset rejected "
-                                   f"(see {self.dataset_dir / gates.REJECTED_NOTE}): {detail}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +66,9 @@ def check_quality_inputs(spec: QualitySpec, reference: str | Path | None = None,
         reference_images = spec.resolve(spec.reference_images)
     elif reference is not None:
         reference_images = _images_dir(reference.parent)
-    run_utility = spec.utility.enabled if utility is None else bool(utility)
+    # `utility.require` asks for the check; an explicit utility=False leaves a required one not measured
+    require = getattr(spec.utility, "require", None)
+    run_utility = (spec.utility.enabled or require is not None) if utility is None else bool(utility)
     g = spec.gate
     needs_reference = {
         "fidelity": spec.fidelity.features != "off",
@@ -177,8 +104,14 @@ def _images_dir(folder: Path) -> Path:
     return folder / "images" if (folder / "images").is_dir() else folder
 
 
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(stream)])))
+# every random choice of a check, one stream each: rng_for(fidelity.seed, STREAMS[purpose])
+STREAMS = {"synthetic images": 1, "reference images": 2, "synthetic crops": 3, "reference crops": 4,
+           "training images": 5, "kid subsets": 6, "synthetic tiles": 7, "reference tiles": 8}
+
+
+def stream(seed: int, purpose: str) -> np.random.Generator:
+    """The generator of one purpose of a check (never shared between two purposes)."""
+    return rng_for(seed, STREAMS[purpose])
 
 
 def _sample(items: list, limit: int, rng: np.random.Generator) -> list:
@@ -186,10 +119,6 @@ def _sample(items: list, limit: int, rng: np.random.Generator) -> list:
     if len(items) <= limit:
         return list(items)
     return [items[k] for k in sorted(rng.choice(len(items), limit, replace=False))]
-
-
-def _is_synthetic_image(image: dict[str, Any]) -> bool:
-    return image.get("synthetic") is not False
 
 
 def _crop(image: np.ndarray, bbox: list[float], size: int) -> np.ndarray:
@@ -253,7 +182,7 @@ def _provenance(dataset_dir: Path, dataset: CocoDataset, dataset_config, extract
                        for (g, m, h), n in generators.most_common()],
         "image_seeds": {"count": len(seeds), "min": seeds[0] if seeds else None, "max": seeds[-1] if seeds else None},
         "images": {"total": len(dataset.images),
-                   "synthetic": sum(_is_synthetic_image(im) for im in dataset.images)},
+                   "synthetic": sum(is_synthetic(im) for im in dataset.images)},
         "reference": None if reference is None else {"annotations": str(reference), "images": str(reference_images)},
         "features": None if extractor is None else extractor.describe(),
         "packages": package_versions(),
@@ -264,49 +193,24 @@ def _provenance(dataset_dir: Path, dataset: CocoDataset, dataset_config, extract
     return out
 
 
-def _figures(fidelity: FidelityResult | None, memo: DCRResult | None, utility: UtilityResult | None,
-             labels: LabelReport, dup: DuplicateReport) -> dict[str, Any]:
-    """Gate key → function giving the measured figure."""
-
-    def class_fid():
-        values = [c.fid for c in fidelity.per_class if c.fid is not None] if fidelity else []
-        return max(values) if values else None
-
-    return {
-        "fid_max": lambda: fidelity.fid if fidelity else None,
-        "fid_proxy_max": lambda: fidelity.fid if fidelity else None,
-        "kid_max": lambda: fidelity.kid_mean if fidelity else None,
-        "kid_proxy_max": lambda: fidelity.kid_mean if fidelity else None,
-        "class_fid_max": class_fid,
-        "min_precision": lambda: fidelity.precision if fidelity else None,
-        "min_recall": lambda: fidelity.recall if fidelity else None,
-        "min_utility_delta_ap": lambda: utility.delta_ap if utility else None,
-        "max_duplicate_fraction": lambda: dup.remaining_fraction,
-        "min_dcr": lambda: memo.min if memo else None,
-        "max_dcr_close_fraction": lambda: memo.close_fraction if memo else None,
-        "max_label_issues": lambda: float(labels.issues),
-        "max_box_size_ks": lambda: labels.max_ks("size"),
-    }
+def _tile_size(images: list[dict[str, Any]], per_side: int) -> int:
+    """Tile side for few references: the shortest image side over `per_side`, at least 16 px."""
+    return max(16, min(min(im["height"], im["width"]) for im in images) // per_side)
 
 
-def _metric_names(proxy: bool) -> dict[str, str]:
-    return {
-        "fid_max": "FID", "kid_max": "KID", "fid_proxy_max": "FID-proxy", "kid_proxy_max": "KID-proxy",
-        "class_fid_max": f"largest per-class {metric_name('FID', proxy)}",
-        "min_precision": "precision" + (" (proxy features)" if proxy else ""),
-        "min_recall": "recall" + (" (proxy features)" if proxy else ""),
-        "min_utility_delta_ap": "AP(real+synthetic) − AP(real)",
-        "max_duplicate_fraction": "duplicate fraction (published images)",
-        "min_dcr": "smallest normalised DCR", "max_dcr_close_fraction": "fraction of images closer than the "
-                                                                       "reference's close quantile",
-        "max_label_issues": "label issues", "max_box_size_ks": "largest per-class KS statistic of box size",
-    }
+def tiles(image: np.ndarray, size: int) -> list[np.ndarray]:
+    """Square tiles of side `size` on a grid with stride size/2 (overlapping by half), row by row."""
+    h, w = image.shape[:2]
+    step = max(1, size // 2)
+    return [image[y : y + size, x : x + size] for y in range(0, h - size + 1, step)
+            for x in range(0, w - size + 1, step)]
 
 
-@dataclass
-class _Images:
-    """What a check compares: the dataset's synthetic images and the reference, their perceptual
-    hashes, and the features of a seeded sample of each (None without an extractor)."""
+@dataclass(frozen=True)
+class Images:
+    """What a check compares: the dataset's synthetic images (after duplicate removal when that is
+    configured) and the reference, their perceptual hashes, and the features of a seeded sample of
+    each (None without an extractor)."""
 
     annotations: Path
     images_dir: Path
@@ -320,16 +224,32 @@ class _Images:
     reference_sample: list[dict[str, Any]] = field(default_factory=list)
     reference_features: np.ndarray | None = None
 
+    def without(self, image_ids: set[int]) -> Images:
+        """The same images less `image_ids` (removed duplicates), in memory: nothing is rewritten."""
+        if not image_ids:
+            return self
+        keep = [k for k, im in enumerate(self.sample) if im["id"] not in image_ids]
+        return replace(self, dataset=_dataset_without(self.dataset, image_ids),
+                       synthetic=[im for im in self.synthetic if im["id"] not in image_ids],
+                       sample=[self.sample[k] for k in keep],
+                       features=None if self.features is None else self.features[keep])
 
-class _Check:
-    """One run of the checks; each step a method, called in order by `run_quality`."""
 
-    def __init__(self, dataset_dir: Path, spec: QualitySpec, inputs: QualityInputs, progress: bool) -> None:
-        self.dataset_dir, self.spec, self.inputs, self.progress = dataset_dir, spec, inputs, progress
+def _dataset_without(dataset: CocoDataset, image_ids: set[int]) -> CocoDataset:
+    return replace(dataset, images=[im for im in dataset.images if im["id"] not in image_ids],
+                   annotations=[a for a in dataset.annotations if a["image_id"] not in image_ids],
+                   _by_image={k: v for k, v in dataset._by_image.items() if k not in image_ids})
+
+
+class Context:
+    """How a check runs (progress bars, timing, notes), separate from what it measures."""
+
+    def __init__(self, progress: bool, cache: Path | None = None) -> None:
+        self.progress = progress
+        self.cache = cache  # where measurements that can be reused are kept (the real-only utility runs)
         self.notes: list[str] = []
         self.seconds: dict[str, float] = {}
         self._clock = time.perf_counter()
-        self.extractor: FeatureExtractor | None = None
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
@@ -344,230 +264,244 @@ class _Check:
     def read(self, dataset: CocoDataset, images: list[dict[str, Any]], desc: str):
         return (read_image(dataset.image_file(im)) for im in self.bar(images, desc))
 
-    def load(self) -> _Images:
-        annotations = gates.current_annotations(self.dataset_dir)
-        images_dir = _images_dir(self.dataset_dir)
-        dataset = load_coco(annotations, images_dir)
-        reference = (load_coco(self.inputs.reference, self.inputs.reference_images)
-                     if self.inputs.reference is not None else None)
-        synthetic = [im for im in dataset.images if _is_synthetic_image(im)]
-        if not synthetic:
-            raise DatasetError(f"{annotations}: no synthetic image to check (every image has \"synthetic\": false)")
-        if len(synthetic) < len(dataset.images):
-            self.notes.append(f"{len(dataset.images) - len(synthetic)} images flagged \"synthetic\": false are "
-                              "counted but left out of fidelity, duplicates and memorisation")
-        self.lap("load")
-        return _Images(annotations, images_dir, dataset, synthetic, reference)
 
-    def hash_images(self, images: _Images) -> None:
-        images.hashes = np.stack([phash(im) for im in self.read(images.dataset, images.synthetic, "hash synthetic")])
+def load_images(annotations: Path, images_dir: Path, inputs: QualityInputs, ctx: Context) -> Images:
+    dataset = load_coco(annotations, images_dir)
+    reference = load_coco(inputs.reference, inputs.reference_images) if inputs.reference is not None else None
+    synthetic = [im for im in dataset.images if is_synthetic(im)]
+    if not synthetic:
+        raise DatasetError(f"{annotations}: no image flagged \"synthetic\": true to check (a record without the "
+                           "flag is real)")
+    if len(synthetic) < len(dataset.images):
+        ctx.notes.append(f"{len(dataset.images) - len(synthetic)} real images (not flagged \"synthetic\": true) are "
+                         "counted but left out of fidelity, duplicates and memorisation")
+    ctx.lap("load")
+    return Images(annotations, images_dir, dataset, synthetic, reference)
+
+
+def hash_images(images: Images, spec: QualitySpec, ctx: Context) -> Images:
+    hashes = np.stack([phash(im) for im in ctx.read(images.dataset, images.synthetic, "hash synthetic")])
+    ref, reference_hashes = images.reference, None
+    if spec.duplicates.against_reference and ref is not None and ref.images:
+        reference_hashes = np.stack([phash(im) for im in ctx.read(ref, ref.images, "hash reference")])
+    ctx.lap("hashes")
+    return replace(images, hashes=hashes, reference_hashes=reference_hashes)
+
+
+def feature_extractor(spec: QualitySpec) -> FeatureExtractor | None:
+    fid = spec.fidelity
+    if fid.features == "off":
+        return None
+    return load_extractor(fid.features, spec.resolve(fid.weights), fid.layer, fid.device, fid.batch_size, fid.seed)
+
+
+def extract_features(images: Images, extractor: FeatureExtractor | None, spec: QualitySpec, ctx: Context) -> Images:
+    if extractor is None:
+        return images
+    fid = spec.fidelity
+    sample = _sample(images.synthetic, fid.max_images, stream(fid.seed, "synthetic images"))
+    reference_sample = _sample(images.reference.images, fid.max_images, stream(fid.seed, "reference images"))
+    out = replace(images, sample=sample, features=extractor(ctx.read(images.dataset, sample, "features synthetic")),
+                  reference_sample=reference_sample,
+                  reference_features=extractor(ctx.read(images.reference, reference_sample, "features reference")))
+    ctx.lap("features")
+    return out
+
+
+def find_image_duplicates(images: Images, extractor: FeatureExtractor | None, spec: QualitySpec,
+                          ctx: Context) -> DuplicateReport:
+    """Near-duplicates; with action remove, `removed` lists the images the publisher leaves out."""
+    dup = spec.duplicates
+    with_features = images.features is not None and dup.feature_min_cosine is not None
+    if with_features and extractor.is_proxy:
+        with_features = False
+        ctx.notes.append("feature-cosine duplicates not checked: proxy features do not measure image "
+                         "content (the perceptual hash still does)")
+    against_reference = with_features and dup.against_reference
+    pairs = find_duplicates(
+        [im["id"] for im in images.synthetic], images.hashes,
+        [im["id"] for im in images.reference.images] if images.reference_hashes is not None else None,
+        images.reference_hashes, dup.phash_max_distance,
+        feature_ids=[im["id"] for im in images.sample] if with_features else None,
+        features=images.features if with_features else None,
+        reference_feature_ids=[im["id"] for im in images.reference_sample] if against_reference else None,
+        reference_features=images.reference_features if against_reference else None,
+        feature_min_cosine=dup.feature_min_cosine if with_features else None)
+    report = DuplicateReport(len(images.synthetic), pairs, action=dup.action, settings=dup.model_dump(mode="json"))
+    if dup.action == "remove" and report.flagged:
+        report.removed = report.flagged
+        if len(images.synthetic) - len(report.removed) < 2:
+            raise DatasetError(f"{images.annotations}: fewer than 2 images left after removing duplicates")
+    ctx.lap("duplicates")
+    return report
+
+
+def label_sanity(images: Images, spec: QualitySpec, ctx: Context) -> LabelReport:
+    report = check_labels(images.dataset, images.reference, spec.labels.min_area, spec.labels.min_side)
+    ctx.lap("labels")
+    return report
+
+
+def _tile_features(images: Images, extractor: FeatureExtractor, spec: QualitySpec, ctx: Context
+                   ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Features of tiles of every reference image and of a seeded sample of synthetic tiles of the
+    same size (at most max_images of each side)."""
+    fid = spec.fidelity
+    ref = images.reference
+    size = _tile_size(ref.images, fid.tiles_per_side)
+    reference_tiles = [t for im in ctx.read(ref, ref.images, "tiles reference") for t in tiles(im, size)]
+    reference_tiles = _sample(reference_tiles, fid.max_images, stream(fid.seed, "reference tiles"))
+    # tiles of a seeded sample of synthetic images, then a seeded sample of those tiles
+    per_image = max(1, len(tiles(np.zeros((ref.images[0]["height"], ref.images[0]["width"]), np.uint8), size)))
+    chosen = _sample(images.synthetic, max(1, -(-fid.max_images // per_image)), stream(fid.seed, "synthetic images"))
+    synthetic_tiles = [t for im in ctx.read(images.dataset, chosen, "tiles synthetic") for t in tiles(im, size)]
+    synthetic_tiles = _sample(synthetic_tiles, fid.max_images, stream(fid.seed, "synthetic tiles"))
+    note = (f"fidelity measured on tiles: the reference has {len(ref.images)} images, fewer than "
+            f"fidelity.min_reference_images={fid.min_reference_images}, so FID, KID and precision/recall compare "
+            f"{len(synthetic_tiles)} synthetic with {len(reference_tiles)} reference tiles of {size}×{size} px "
+            "(stride half a tile); figures on tiles are not comparable with figures on whole images")
+    return extractor(ctx.bar(synthetic_tiles, "features synthetic tiles")), \
+        extractor(ctx.bar(reference_tiles, "features reference tiles")), note
+
+
+def measure_image_fidelity(images: Images, extractor: FeatureExtractor | None, spec: QualitySpec,
+                           ctx: Context) -> FidelityResult | None:
+    if extractor is None:
+        return None
+    fid = spec.fidelity
+    synthetic, reference, unit, unit_note = images.features, images.reference_features, "images", ""
+    if len(images.reference.images) < fid.min_reference_images:
+        synthetic, reference, unit_note = _tile_features(images, extractor, spec, ctx)
+        unit = "tiles"
+        ctx.notes.append(unit_note)
+    if min(len(synthetic), len(reference)) < 2:
+        ctx.notes.append(f"fidelity not measured: it needs at least 2 {unit} on each side")
+        return None
+    class_features = None
+    if fid.per_class:
         ref = images.reference
-        if self.spec.duplicates.against_reference and ref is not None and ref.images:
-            images.reference_hashes = np.stack([phash(im) for im in self.read(ref, ref.images, "hash reference")])
-        self.lap("hashes")
+        names = [c["name"] for c in images.dataset.categories if c["name"] in ref.category_names.values()]
+        ours = _class_crops(images.dataset, {im["id"] for im in images.synthetic}, names,
+                            fid.max_crops_per_class, fid.crop_size, stream(fid.seed, "synthetic crops"))
+        theirs = _class_crops(ref, {im["id"] for im in ref.images}, names, fid.max_crops_per_class,
+                              fid.crop_size, stream(fid.seed, "reference crops"))
+        class_features = {n: (extractor(ctx.bar(ours[n], f"crops {n}")),
+                              extractor(ctx.bar(theirs[n], f"reference crops {n}"))) for n in names}
+    result = measure_fidelity(
+        synthetic, reference, proxy=extractor.is_proxy, extractor=extractor.describe(),
+        rng=stream(fid.seed, "kid subsets"), kid_subset_size=fid.kid_subset_size, kid_subsets=fid.kid_subsets,
+        pr_k=fid.pr_k, pr_min_samples=fid.pr_min_samples, class_features=class_features,
+        min_crops=fid.min_crops_per_class, unit=unit, unit_note=unit_note)
+    ctx.lap("fidelity")
+    return result
 
-    def extract_features(self, images: _Images) -> None:
-        fid = self.spec.fidelity
-        if fid.features == "off":
-            return
-        self.extractor = load_extractor(fid.features, self.spec.resolve(fid.weights), fid.layer, fid.device,
-                                        fid.batch_size, fid.seed)
-        images.sample = _sample(images.synthetic, fid.max_images, _rng(fid.seed, 1))
-        images.features = self.extractor(self.read(images.dataset, images.sample, "features synthetic"))
-        images.reference_sample = _sample(images.reference.images, fid.max_images, _rng(fid.seed, 2))
-        images.reference_features = self.extractor(self.read(images.reference, images.reference_sample,
-                                                             "features reference"))
-        self.lap("features")
 
-    def duplicates(self, images: _Images) -> DuplicateReport:
-        """Near-duplicates; with action remove, the annotations are rewritten without them and `images`
-        loses them too, so every later figure describes what is published."""
-        dup = self.spec.duplicates
-        with_features = images.features is not None and dup.feature_min_cosine is not None
-        if with_features and self.extractor.is_proxy:
-            with_features = False
-            self.notes.append("feature-cosine duplicates not checked: proxy features do not measure image "
-                              "content (the perceptual hash still does)")
-        against_reference = with_features and dup.against_reference
-        pairs = find_duplicates(
-            [im["id"] for im in images.synthetic], images.hashes,
-            [im["id"] for im in images.reference.images] if images.reference_hashes is not None else None,
-            images.reference_hashes, dup.phash_max_distance,
-            feature_ids=[im["id"] for im in images.sample] if with_features else None,
-            features=images.features if with_features else None,
-            reference_feature_ids=[im["id"] for im in images.reference_sample] if against_reference else None,
-            reference_features=images.reference_features if against_reference else None,
-            feature_min_cosine=dup.feature_min_cosine if with_features else None)
-        report = DuplicateReport(len(images.synthetic), pairs, action=dup.action, settings=dup.model_dump(mode="json"))
-        if dup.action == "remove" and report.flagged:
-            remove_images(images.annotations, report.flagged)
-            report.removed = report.flagged
-            gone = set(report.removed)
-            images.dataset = load_coco(images.annotations, images.images_dir)
-            images.synthetic = [im for im in images.synthetic if im["id"] not in gone]
-            if images.features is not None:
-                keep = [k for k, im in enumerate(images.sample) if im["id"] not in gone]
-                images.sample, images.features = [images.sample[k] for k in keep], images.features[keep]
-            if len(images.synthetic) < 2:
-                raise DatasetError(f"{images.annotations}: fewer than 2 images left after removing duplicates")
-        self.lap("duplicates")
-        return report
-
-    def labels(self, images: _Images) -> LabelReport:
-        report = check_labels(images.dataset, images.reference, self.spec.labels.min_area, self.spec.labels.min_side)
-        self.lap("labels")
-        return report
-
-    def fidelity(self, images: _Images) -> FidelityResult | None:
-        if self.extractor is None:
-            return None
-        if min(len(images.features), len(images.reference_features)) < 2:
-            self.notes.append("fidelity not measured: it needs at least 2 images on each side")
-            return None
-        fid = self.spec.fidelity
-        class_features = None
-        if fid.per_class:
-            ref = images.reference
-            names = [c["name"] for c in images.dataset.categories if c["name"] in ref.category_names.values()]
-            ours = _class_crops(images.dataset, {im["id"] for im in images.synthetic}, names,
-                                fid.max_crops_per_class, fid.crop_size, _rng(fid.seed, 3))
-            theirs = _class_crops(ref, {im["id"] for im in ref.images}, names, fid.max_crops_per_class,
-                                  fid.crop_size, _rng(fid.seed, 4))
-            class_features = {n: (self.extractor(self.bar(ours[n], f"crops {n}")),
-                                  self.extractor(self.bar(theirs[n], f"reference crops {n}"))) for n in names}
-        result = measure_fidelity(
-            images.features, images.reference_features, proxy=self.extractor.is_proxy,
-            extractor=self.extractor.describe(), kid_subset_size=fid.kid_subset_size, kid_subsets=fid.kid_subsets,
-            pr_k=fid.pr_k, pr_min_samples=fid.pr_min_samples, seed=fid.seed, class_features=class_features,
-            min_crops=fid.min_crops_per_class)
-        self.lap("fidelity")
-        return result
-
-    def memorisation(self, images: _Images) -> DCRResult | None:
-        run = self.inputs.run_memorisation
-        if run is None:  # auto: a learned generator could have memorised its training images
-            run = (_learned_generator(images.synthetic) and self.extractor is not None
-                   and images.reference is not None)
-            if not run:
-                self.notes.append("memorisation (DCR) not run: no learned generator in the provenance "
-                                  "(set memorisation.enabled: true to run it)")
+def measure_memorisation(images: Images, extractor: FeatureExtractor | None, spec: QualitySpec,
+                         inputs: QualityInputs, ctx: Context) -> DCRResult | None:
+    run = inputs.run_memorisation
+    if run is None:  # auto: a learned generator could have memorised its training images
+        run = _learned_generator(images.synthetic) and extractor is not None and images.reference is not None
         if not run:
-            return None
-        memo, spec = self.spec.memorisation, self.spec
-        if memo.train_reference is not None:
-            path = spec.resolve(memo.train_reference)
-            train = load_coco(path, spec.resolve(memo.train_reference_images) or path.parent)
-            chosen = _sample(train.images, spec.fidelity.max_images, _rng(spec.fidelity.seed, 5))
-            train_features = self.extractor(self.read(train, chosen, "features training set"))
-        else:
-            train_features = images.reference_features
-        if len(train_features) < 2:
-            self.notes.append("memorisation not measured: it needs at least 2 training images")
-            return None
-        result = dcr(images.features, train_features, memo.close_quantile, memo.copy_tolerance)
-        self.lap("memorisation")
-        return result
-
-    def utility(self, images: _Images) -> UtilityResult | None:
-        if not self.inputs.run_utility:
-            return None
-        u, spec = self.spec.utility, self.spec
-        train = u.train
-        if train.weights is not None:
-            train = train.model_copy(update={"weights": spec.resolve(train.weights)})
-        result = measure_utility(images.annotations, images.images_dir, self.inputs.reference,
-                                 self.inputs.reference_images, train, u.seeds, u.val_fraction, u.split_seed,
-                                 spec.resolve(u.reference_val), spec.resolve(u.reference_val_images),
-                                 max_seeds=u.max_seeds, progress=self.progress)
-        self.lap("utility")
-        return result
-
-    def write(self, report: QualityReport, images: _Images, command: str) -> None:
-        """quality.json, report.html, the card; then the published or rejected state."""
-        from vision_synth.quality.card import render_card, render_report
-
-        out = self.dataset_dir
-        card = gates.CARD if report.passed else gates.rejected_name(out / gates.CARD).name
-        report.files = {"quality.json": out / QUALITY_JSON, "report.html": out / REPORT_HTML, "card": out / card}
-        grid = _sample_grid(images.annotations, images.images_dir, self.spec.sample_grid)
-        write_atomic(report.files["quality.json"], json.dumps(_jsonable(report.to_json()), indent=2) + "\n")
-        write_atomic(report.files["report.html"], render_report(report, grid))
-        if report.passed:
-            if gates.is_rejected(out):
-                gates.publish(out)
-        else:
-            gates.reject(out, gates.rejection_note(out, report.failed, command))
-        write_atomic(report.files["card"], render_card(report))
+            ctx.notes.append("memorisation (DCR) not run: no learned generator in the provenance "
+                             "(set memorisation.enabled: true to run it)")
+    if not run:
+        return None
+    memo = spec.memorisation
+    if memo.train_reference is not None:
+        path = spec.resolve(memo.train_reference)
+        train = load_coco(path, spec.resolve(memo.train_reference_images) or path.parent)
+        chosen = _sample(train.images, spec.fidelity.max_images, stream(spec.fidelity.seed, "training images"))
+        train_features = extractor(ctx.read(train, chosen, "features training set"))
+    else:
+        train_features = images.reference_features
+    if len(train_features) < 2:
+        ctx.notes.append("memorisation not measured: it needs at least 2 training images")
+        return None
+    result = dcr(images.features, train_features, memo.close_quantile, memo.copy_tolerance)
+    ctx.lap("memorisation")
+    return result
 
 
-def run_quality(dataset_dir: str | Path, spec: QualitySpec | None = None, *, reference: str | Path | None = None,
-                reference_images: str | Path | None = None, utility: bool | None = None, dataset_config=None,
-                progress: bool = True, command: str | None = None) -> QualityReport:
-    """Run the configured checks on the dataset in `dataset_dir` against the reference (arguments
-    override `spec.reference`), apply the gate and write quality.json, report.html and the dataset
-    card. Returns the report; the directory is published when `report.passed`, else rejected (call
-    `report.raise_if_failed()` for exit code 3). `utility` overrides `spec.utility.enabled`;
-    `dataset_config`: the generating DatasetConfig, for the card's provenance; `command`: how to
-    check again, for REJECTED.md."""
+def measure_dataset_utility(images: Images, removed: list[int], spec: QualitySpec, inputs: QualityInputs,
+                            ctx: Context):
+    """The utility result (vision_synth.quality.utility), or None when it is not run. Without removed
+    duplicates it trains on the checked file itself; else on a temporary copy without them."""
+    if not inputs.run_utility:
+        if getattr(spec.utility, "require", None) is not None:
+            ctx.notes.append("utility not measured: the check ran without it (utility.require fails)")
+        return None
+    import tempfile
+
+    from vision_synth.publish import without_images
+    from vision_synth.quality.utility import measure_utility
+
+    u = spec.utility
+    train = u.train
+    if train.weights is not None:
+        train = train.model_copy(update={"weights": spec.resolve(train.weights)})
+    with tempfile.TemporaryDirectory(prefix="vision_synth_check_") as tmp:
+        annotations = images.annotations
+        if removed:
+            annotations = Path(tmp) / "annotations.json"
+            write_atomic(annotations, without_images(images.annotations.read_text(), removed))
+        result = measure_utility(annotations, images.images_dir, inputs.reference, inputs.reference_images, train,
+                                 u.seeds, u.val_fraction, u.split_seed, spec.resolve(u.reference_val),
+                                 spec.resolve(u.reference_val_images), max_seeds=u.max_seeds,
+                                 cache=ctx.cache,
+                                 progress=ctx.progress)
+    ctx.lap("utility")
+    return result
+
+
+def measure_quality(dataset_dir: str | Path, spec: QualitySpec | None = None, *, annotations: Path | None = None,
+                    reference: str | Path | None = None, reference_images: str | Path | None = None,
+                    utility: bool | None = None, dataset_config=None, progress: bool = True,
+                    command: str | None = None) -> QualityReport:
+    """Run the configured checks on the dataset in `dataset_dir` (its `annotations`, default the
+    directory's current annotations file) against the reference (arguments override
+    `spec.reference`) and apply the gate. Writes nothing; vision_synth.publish.check_and_publish
+    writes the verdict. `utility` overrides `spec.utility.enabled`; `dataset_config`: the generating
+    DatasetConfig, for the card's provenance; `command`: how to check again, for REJECTED.md."""
+    from vision_synth.publish import current_annotations
+
     dataset_dir = Path(dataset_dir)
     spec = spec or QualitySpec()
     if not dataset_dir.is_dir():
         raise DatasetError(f"{dataset_dir}: no such dataset directory")
-    gates.current_annotations(dataset_dir)
+    annotations = Path(annotations) if annotations is not None else current_annotations(dataset_dir)
     inputs = check_quality_inputs(spec, reference, reference_images, utility)
-    check = _Check(dataset_dir, spec, inputs, progress)
-    images = check.load()
-    check.hash_images(images)
-    check.extract_features(images)
-    duplicates = check.duplicates(images)
-    labels = check.labels(images)
-    fidelity = check.fidelity(images)
-    memorisation = check.memorisation(images)
-    utility_result = check.utility(images)
+    ctx = Context(progress, dataset_dir / ".vision_synth" / "utility")
+    images = load_images(annotations, _images_dir(dataset_dir), inputs, ctx)
+    images = hash_images(images, spec, ctx)
+    extractor = feature_extractor(spec)
+    images = extract_features(images, extractor, spec, ctx)
+    duplicates = find_image_duplicates(images, extractor, spec, ctx)
+    images = images.without(set(duplicates.removed))  # every later figure describes what is published
+    labels = label_sanity(images, spec, ctx)
+    fidelity = measure_image_fidelity(images, extractor, spec, ctx)
+    memorisation = measure_memorisation(images, extractor, spec, inputs, ctx)
+    utility_result = measure_dataset_utility(images, duplicates.removed, spec, inputs, ctx)
 
-    proxy = check.extractor is not None and check.extractor.is_proxy
-    results = gates.evaluate(spec.gate, _figures(fidelity, memorisation, utility_result, labels, duplicates),
-                             _metric_names(proxy))
-    report = QualityReport(
-        dataset_dir=dataset_dir, spec=spec, passed=all(g.passed for g in results), gates=results, labels=labels,
-        duplicates=duplicates, fidelity=fidelity, memorisation=memorisation, utility=utility_result,
-        provenance=_provenance(dataset_dir, images.dataset, dataset_config, check.extractor, inputs.reference,
-                               inputs.reference_images),
-        notes=check.notes, seconds=check.seconds, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    measured = _Measured(fidelity, memorisation, utility_result, labels, duplicates)
+    results = gates.evaluate(spec, measured, proxy=extractor is not None and extractor.is_proxy)
     if command is None:
         command = f"vision-synth check {dataset_dir}"
         if inputs.reference is not None:
             command += f" --reference {inputs.reference} --reference-images {inputs.reference_images}"
-    check.write(report, images, command)
-    return report
+    return QualityReport(
+        dataset_dir=dataset_dir, annotations=annotations, images_dir=images.images_dir, spec=spec,
+        passed=all(g.passed for g in results), gates=results, labels=labels, duplicates=duplicates,
+        fidelity=fidelity, memorisation=memorisation, utility=utility_result,
+        provenance=_provenance(dataset_dir, images.dataset, dataset_config, extractor, inputs.reference,
+                               inputs.reference_images),
+        notes=ctx.notes, seconds=ctx.seconds, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=command)
 
 
-def _sample_grid(annotations: Path, images_dir: Path, count: int) -> bytes | None:
-    """PNG bytes of the first `count` images with their labels drawn (vision_synth.preview)."""
-    if count <= 0:
-        return None
-    import tempfile
-
-    from vision_synth.preview import render_preview
-
-    with tempfile.TemporaryDirectory(prefix="vision_synth_grid_") as tmp:
-        out = render_preview(annotations, images_dir, Path(tmp) / "grid.png", max_images=count, tile=192)
-        return out.read_bytes()
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars and arrays to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if np.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+@dataclass(frozen=True)
+class _Measured:
+    fidelity: FidelityResult | None
+    memorisation: DCRResult | None
+    utility: Any
+    labels: LabelReport
+    duplicates: DuplicateReport

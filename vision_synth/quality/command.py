@@ -1,5 +1,6 @@
-"""The `vision-synth check` subcommand: run the quality checks and the gate on a dataset directory.
-Thin: parse, call `run_quality`, report. Exit 0 passed, 3 rejected (GateFailed), 2 bad input."""
+"""The `vision-synth check` subcommand: run the quality checks and the gate on a dataset directory,
+then publish or reject it. Thin: parse, call `vision_synth.publish.check_and_publish`, report.
+Exit 0 passed, 3 rejected (GateFailed), 2 bad input."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def cmd_check(args) -> int:
-    from vision_synth.quality.check import run_quality
+    from vision_synth.publish import check_and_publish
     from vision_synth.quality.spec import load_quality_spec
 
     spec = load_quality_spec(
@@ -73,7 +74,7 @@ def cmd_check(args) -> int:
            "utility.train.steps": args.steps, "utility.train.image_size": args.image_size,
            "utility.train.device": args.device, "utility.seeds": _seeds(args.seeds)})
     command = "vision-synth " + " ".join(shlex.quote(a) for a in getattr(args, "argv", None) or ["check", args.dir])
-    report = run_quality(args.dir, spec, progress=not args.quiet, command=command)
+    report = check_and_publish(args.dir, spec, progress=not args.quiet, command=command)
     for line in report.lines():
         print(line)
     report.raise_if_failed()

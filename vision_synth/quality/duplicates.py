@@ -1,20 +1,17 @@
 """Near-duplicate images: a DCT perceptual hash (pHash) compared by Hamming distance, and the cosine
 of image features centred on the reference mean; within the synthetic images and against the
-reference. Removal rewrites the annotations without the duplicates.
+reference. This module finds them; removal is written by the publisher (vision_synth/publish.py).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
 from scipy.fft import dctn
 
-from vision_synth.coco.writer import write_atomic
 
 HASH_SIDE = 8  # 8×8 low frequencies: 64 bits
 RESIZE_SIDE = 32
@@ -157,19 +154,3 @@ def find_duplicates(image_ids: list[int], hashes: np.ndarray, reference_ids: lis
                 pairs.append(DuplicatePair(feature_ids[i], reference_feature_ids[j], "reference", "feature",
                                            round(c, 6)))
     return pairs
-
-
-def remove_images(annotations_path: Path, image_ids: Iterable[int]) -> int:
-    """Rewrite a COCO file (atomically) without the given images and their annotations; ids are kept,
-    so every record still traces back to its sample. The image files stay on disk. Returns how many
-    images were dropped."""
-    drop = set(int(i) for i in image_ids)
-    data = json.loads(Path(annotations_path).read_text())
-    before = len(data["images"])
-    data["images"] = [im for im in data["images"] if im["id"] not in drop]
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in drop]
-    info = dict(data.get("info") or {})
-    info["removed_duplicates"] = sorted(set(info.get("removed_duplicates", [])) | drop)
-    data["info"] = info
-    write_atomic(Path(annotations_path), json.dumps(data, separators=(",", ":"), ensure_ascii=False))
-    return before - len(data["images"])

@@ -47,16 +47,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(value, 0.0)
 
 
-def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subset_size: int = 1000, subsets: int = 100,
-                              rng: np.random.Generator | None = None) -> tuple[float, float]:
+def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subset_size: int, subsets: int,
+                              rng: np.random.Generator) -> tuple[float, float]:
     """Mean and std over random subsets of the unbiased MMD² with the cubic polynomial kernel
     k(x, y) = (xᵀy / d + 1)³ (Bińkowski et al. 2018). Subsets are drawn without replacement, of
-    min(subset_size, na, nb) samples each."""
+    min(subset_size, na, nb) samples each, with `rng` (the caller's own stream: no default)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     m = min(subset_size, len(a), len(b))
     if m < 2:
         raise ValueError(f"KID needs at least 2 samples a side, got {len(a)} and {len(b)}")
-    rng = rng if rng is not None else np.random.default_rng(0)
     dim = a.shape[1]
     values = np.empty(subsets)
     for s in range(subsets):
@@ -114,6 +113,8 @@ class FidelityResult:
     recall: float | None
     pr_note: str = ""
     per_class: list[ClassFidelity] = field(default_factory=list)
+    unit: str = "images"  # or "tiles": too few reference images, the statistics ran on tiles of both sides
+    unit_note: str = ""
 
     def name(self, base: str) -> str:
         return metric_name(base, self.proxy)
@@ -126,7 +127,9 @@ class FidelityResult:
                                                                ("precision", "precision"),
                                                                ("recall", "recall"))},
             "extractor": self.extractor,
-            "images": {"synthetic": self.n_synthetic, "reference": self.n_reference},
+            "unit": self.unit,
+            "unit_note": self.unit_note or None,
+            self.unit: {"synthetic": self.n_synthetic, "reference": self.n_reference},
             key("fid"): self.fid,
             key("kid"): {"mean": self.kid_mean, "std": self.kid_std},
             key("precision"): self.precision,
@@ -139,12 +142,12 @@ class FidelityResult:
 
 
 def measure_fidelity(synthetic: np.ndarray, reference: np.ndarray, *, proxy: bool, extractor: dict[str, Any],
-                     kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3, pr_min_samples: int = 50,
-                     seed: int = 0, class_features: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                     min_crops: int = 10) -> FidelityResult:
-    """FID, KID and (with at least `pr_min_samples` a side) precision/recall of image features;
-    FID per class of crop features {name: (synthetic, reference)} with `min_crops` a side."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), 1])))
+                     rng: np.random.Generator, kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3,
+                     pr_min_samples: int = 50, class_features: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                     min_crops: int = 10, unit: str = "images", unit_note: str = "") -> FidelityResult:
+    """FID, KID (subsets drawn with `rng`) and (with at least `pr_min_samples` a side) precision/recall
+    of the features of images (or of tiles, `unit`); FID per class of crop features
+    {name: (synthetic, reference)} with `min_crops` a side."""
     fid = frechet_distance(synthetic, reference)
     kid_mean, kid_std = kernel_inception_distance(synthetic, reference, kid_subset_size, kid_subsets, rng)
     precision = recall = None
@@ -153,7 +156,7 @@ def measure_fidelity(synthetic: np.ndarray, reference: np.ndarray, *, proxy: boo
         precision, recall = precision_recall(reference, synthetic, pr_k)
         pr_note = f"k={pr_k}"
     else:
-        pr_note = f"not computed: {enough} images on the smaller side, fewer than pr_min_samples={pr_min_samples}"
+        pr_note = f"not computed: {enough} {unit} on the smaller side, fewer than pr_min_samples={pr_min_samples}"
     per_class = []
     for name, (syn, ref) in (class_features or {}).items():
         if min(len(syn), len(ref)) < min_crops:
@@ -162,4 +165,4 @@ def measure_fidelity(synthetic: np.ndarray, reference: np.ndarray, *, proxy: boo
         else:
             per_class.append(ClassFidelity(name, len(syn), len(ref), frechet_distance(syn, ref)))
     return FidelityResult(proxy, extractor, len(synthetic), len(reference), fid, kid_mean, kid_std, precision,
-                          recall, pr_note, per_class)
+                          recall, pr_note, per_class, unit, unit_note)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import ks_2samp, wasserstein_distance
 
 from vision_synth import masks as mask_ops
-from vision_synth.coco.reader import CocoDataset
+from vision_synth.coco.reader import CocoDataset, is_synthetic
 
 STATS = {
     "size": "√(box area / image area)",
@@ -116,11 +116,6 @@ def box_statistics(dataset: CocoDataset, image_ids: set[int] | None = None) -> d
     return out
 
 
-def _is_synthetic(ann: dict[str, Any], image: dict[str, Any]) -> bool:
-    flag = ann.get("synthetic", image.get("synthetic"))
-    return flag is not False
-
-
 def check_labels(dataset: CocoDataset, reference: CocoDataset | None = None, min_area: int = 4,
                  min_side: int = 2) -> LabelReport:
     """Sanity issues of every annotation of `dataset`, class counts, and box-size/position distances
@@ -141,7 +136,7 @@ def check_labels(dataset: CocoDataset, reference: CocoDataset | None = None, min
                                      + ([c["name"] for c in reference.categories] if reference else [])))
     counts = {n: {"reference": 0, "real": 0, "synthetic": 0} for n in class_names}
     for ann in dataset.annotations:
-        side = "synthetic" if _is_synthetic(ann, images[ann["image_id"]]) else "real"
+        side = "synthetic" if is_synthetic(ann, images[ann["image_id"]]) else "real"
         counts[names[ann["category_id"]]][side] += 1
     if reference is not None:
         ref_names = reference.category_names
@@ -151,7 +146,7 @@ def check_labels(dataset: CocoDataset, reference: CocoDataset | None = None, min
     report = LabelReport(dict(kinds), examples, counts, empty)
     if reference is None:
         return report
-    synthetic_ids = {i for i, im in images.items() if im.get("synthetic") is not False}
+    synthetic_ids = {i for i, im in images.items() if is_synthetic(im)}
     ours = box_statistics(dataset, synthetic_ids)
     theirs = box_statistics(reference)
     shared = [n for n in class_names if n in ours and n in theirs]

@@ -44,9 +44,14 @@ class FidelitySpec(Spec):
     kid_subsets: int = Field(100, ge=1)
     pr_k: int = Field(3, ge=1, description="k of the k-NN manifolds of precision/recall")
     pr_min_samples: int = Field(50, ge=2, description="precision/recall only with this many images a side")
+    # with fewer reference images than this, the statistics are computed on tiles of both sides
+    # (FID needs many samples; one few-shot reference image gives dozens of tiles)
+    min_reference_images: int = Field(10, ge=2)
+    tiles_per_side: int = Field(4, ge=2, le=16, description="tile side = the reference's shorter side / this; "
+                                                            "tiles overlap by half")
     batch_size: int = Field(32, ge=1)
     device: str = "auto"
-    seed: int = Field(0, ge=0, description="image/crop sampling, KID subsets and the proxy's weights")
+    seed: int = Field(0, ge=0, description="image/crop/tile sampling, KID subsets and the proxy's weights")
 
 
 def _fidelity_shorthand(value: Any) -> Any:
@@ -117,7 +122,8 @@ class MemorisationSpec(Spec):
 
 
 class GateSpec(Spec):
-    """Thresholds; any one broken leaves the dataset unpublished (see vision_synth/quality/gate.py)."""
+    """Thresholds; any one broken, or not measured, leaves the dataset unpublished (the table of gates:
+    vision_synth/quality/gate.py; `utility.require` is the utility verdict's gate)."""
 
     fid_max: float | None = Field(None, ge=0)
     kid_max: float | None = None
@@ -151,27 +157,14 @@ class QualitySpec(Spec):
 
     @model_validator(mode="after")
     def _thresholds_measured(self) -> QualitySpec:
-        """A threshold on a metric that this section does not compute is a mistake; say which."""
-        gate, features = self.gate, self.fidelity.features
-        for name in ("fid_max", "kid_max"):
-            if getattr(gate, name) is not None and features != "inception":
-                proxy_name = name.replace("_max", "_proxy_max")
-                hint = f"; with fidelity: proxy use gate.{proxy_name}" if features == "proxy" else ""
-                raise ValueError(f"gate.{name} needs fidelity.features: inception (the real FID weights){hint}")
-        for name in ("fid_proxy_max", "kid_proxy_max"):
-            if getattr(gate, name) is not None and features != "proxy":
-                raise ValueError(f"gate.{name} needs fidelity.features: proxy")
-        for name in ("class_fid_max", "min_precision", "min_recall"):
-            if getattr(gate, name) is not None and features == "off":
-                raise ValueError(f"gate.{name} needs fidelity.features: inception or proxy")
-        if gate.class_fid_max is not None and not self.fidelity.per_class:
-            raise ValueError("gate.class_fid_max needs fidelity.per_class: true")
-        dcr_gate = gate.min_dcr is not None or gate.max_dcr_close_fraction is not None
-        if dcr_gate and self.memorisation.enabled is False:
-            raise ValueError("gate.min_dcr / max_dcr_close_fraction need memorisation.enabled: true or auto")
-        if dcr_gate and features == "off":
-            raise ValueError("gate.min_dcr / max_dcr_close_fraction need features: set fidelity.features")
-        if self.memorisation.enabled is True and features == "off":
+        """A threshold on a metric that this section does not compute is a mistake; say which (the
+        table of gates in vision_synth/quality/gate.py says what each needs)."""
+        from vision_synth.quality.gate import spec_problems
+
+        problems = spec_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.memorisation.enabled is True and self.fidelity.features == "off":
             raise ValueError("memorisation needs features: set fidelity.features to inception or proxy")
         return self
 

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.writer import encode_image, sample_records, write_atomic
 from vision_synth.errors import ConfigError, DatasetError
+from vision_synth.quality.card import CardFacts, render_card
 from vision_synth.rare.crops import class_crops
 from vision_synth.rare.paste import LayerMaker, crop_layers, defect_layers, paste_onto
 from vision_synth.rare.policy import ClassPlan, RarePolicy, plan_counts
@@ -307,11 +309,23 @@ def _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary)
                             [im for im in real_images if im["id"] in eval_ids],
                             [a for a in real_anns if a["image_id"] in eval_ids]))
     write_atomic(work / "rare_report.json", json.dumps(summary.to_json(), indent=2))
-    card = ["# Dataset card: rare-class augmentation", "",
-            f"Source: `{dataset.path}`. Train on `annotations_train.json`, evaluate on `annotations_eval.json` "
-            "(real images only, never augmented, pasted from or onto, nor used to train a generator). "
-            "`annotations.json` holds every real record unchanged plus the new ones.", "",
-            "New images are training images with instances of one class pasted on; their own instances are "
-            "kept and flagged `source: real` inside the synthetic image.", "",
-            "## Real vs synthetic instances per class", "", "```", *summary.table(), "```", ""]
-    write_atomic(work / "dataset_card.md", "\n".join(card))
+    write_atomic(work / "dataset_card.md", render_card(rare_facts(dataset, policy, summary)))
+
+
+def rare_facts(dataset, policy, summary) -> CardFacts:
+    """The card facts of an augment-rare output (rendered by the one card renderer)."""
+    cap = lambda p: "-" if p.cap >= 10**9 else p.cap  # noqa: E731
+    return CardFacts(
+        title="rare-class augmentation",
+        about=[f"Source: `{dataset.path}`. Train on `annotations_train.json`, evaluate on `annotations_eval.json` "
+               "(real images only, never augmented, pasted from or onto, nor used to train a generator). "
+               "`annotations.json` holds every real record unchanged plus the new ones.",
+               "New images are training images with instances of one class pasted on; their own instances are "
+               "kept and flagged `source: real` inside the synthetic image."],
+        provenance=[["source annotations", f"`{dataset.path}`"], ["policy seed", f"`{policy.seed}`"],
+                    ["real images", f"{summary.train_images} train, {summary.eval_images} eval (never augmented)"],
+                    ["new images", summary.new_images]],
+        count_headers=["class", "real train", "real eval", "target", "cap", "synthetic added", "source"],
+        counts=[[p.name, p.real, summary.eval_counts.get(p.category_id, 0), p.target, cap(p),
+                 summary.added.get(p.category_id, 0), p.source or "-"] for p in summary.plans],
+        config_yaml=yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vision_synth.coco.reader import CocoDataset, load_coco
-from vision_synth.coco.split import assign_splits, is_synthetic
+from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
+from vision_synth.coco.split import assign_splits
 from vision_synth.errors import DatasetError
 
 
