@@ -170,6 +170,9 @@ def _fcos_compact(num_classes: int) -> nn.Module:
     backbone = _CompactBackbone()
     anchors = AnchorGenerator(sizes=((sz,), (2 * sz,), (4 * sz,)), aspect_ratios=((1.0,),) * 3)
     head = FCOSHead(backbone.out_channels, 1, num_classes, num_convs=nc)
+    # box distances through softplus: torchvision's ReLU on them can die for good from scratch (every
+    # output negative, no gradient: the seed "collapses" to AP 0); after softplus its ReLU is a no-op
+    head.regression_head.bbox_reg = nn.Sequential(head.regression_head.bbox_reg, nn.Softplus())
     model = FCOS(backbone, num_classes, anchor_generator=anchors, head=head, score_thresh=0.05,
                  detections_per_img=300, topk_candidates=1000)
     model.transform = NativeScale(1, 1, [0.5] * 3, [0.25] * 3, size_divisible=16)
