@@ -146,7 +146,12 @@ def publish(config, out_dir: Path) -> dict[str, int]:
     if config.output.preview_images:
         first = ((r["image"], r["annotations"]) for r in merged_records(shard_paths(out_dir), limit))
         render_grid(first, out_dir / "images", names, out_dir / "previews" / "grid.png", config.output.preview_images)
-    write_atomic(out_dir / "dataset_card.md", dataset_card(config, per_class))
+    card = dataset_card(config, per_class)
+    if config.generator == "diffusion":  # what the label check and the sample guards did
+        from vision_synth.diffusion.card import card_section
+
+        card += card_section(limit, (r["image"] for r in merged_records(shard_paths(out_dir), limit)))
+    write_atomic(out_dir / "dataset_card.md", card)
     return per_class
 
 

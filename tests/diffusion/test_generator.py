@@ -344,3 +344,28 @@ def test_nan_on_every_draw_is_skipped_and_counted_never_labelled(tiny_models):
     r = generator.generate([0])[0]
     assert r.counts.nan == r.counts.planned > 0 and r.counts.kept == 0 and r.counts.redrawn == r.counts.planned
     assert len(r.sample.instances) == 0 and np.array_equal(r.sample.image, r.layout.background)
+
+
+def test_dataset_card_counts_what_the_check_and_the_guards_did(tiny_models, tmp_path, monkeypatch, no_network):
+    import re
+
+    import vision_synth.diffusion.generator as gen
+    from vision_synth.runner import generate
+
+    real = gen.call_pipeline
+
+    def flag_sample_1(pipe, spec, jobs, *args, **kwargs):  # every draw of sample 1's image is flagged
+        results = real(pipe, spec, jobs, *args, **kwargs)
+        return [gen.JobResult(None, "flagged") if j.index == 1 else r for j, r in zip(jobs, results)]
+
+    monkeypatch.setattr(gen, "call_pipeline", flag_sample_1)
+    config = dataset_config(tiny_models, "refine", num_images=4, max_redraws=1)
+    generate(config, tmp_path / "out", show_progress=False)
+    data = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert sorted(im["id"] for im in data["images"]) == [1, 3, 4]  # sample 1 not written (never black)
+    card = (tmp_path / "out" / "dataset_card.md").read_text()
+    row = re.search(r"^\| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", card, re.M)
+    planned, kept, rejected, flagged, nan = map(int, row.groups())
+    assert kept == len(data["annotations"]) and flagged == nan == 0  # a skipped sample's instances are not listed
+    assert planned == kept + rejected
+    assert "samples skipped (every draw of their image flagged or non-finite; never written black): 1" in card
