@@ -495,12 +495,12 @@ def load_pipeline(spec) -> LoadedPipeline:
     parts = [base]
     if controlnet_folder is not None:
         parts.append(model_files(spec.controlnet, controlnet_folder, controlnet_variant, "the ControlNet"))
-        extra["controlnet"] = _load(lambda: ControlNetModel.from_pretrained(
+        extra["controlnet"] = load_or_explain(lambda: ControlNetModel.from_pretrained(
             controlnet_folder, **common, variant=controlnet_variant), "controlnet", controlnet_folder)
     if not spec.safety_checker:
         extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     cls = _pipeline_class(spec.mode)
-    pipe = _load(lambda: cls.from_pretrained(base.folder, **common, variant=variant, **extra), "pipeline", base.folder)
+    pipe = load_or_explain(lambda: cls.from_pretrained(base.folder, **common, variant=variant, **extra), "pipeline", base.folder)
     check_tokenizer(pipe.tokenizer, pipe.text_encoder, base.folder)
     if spec.lora is not None:
         parts.append(load_lora(pipe, spec.lora, offline))
@@ -518,7 +518,7 @@ def combined_hash(parts: list[ModelFiles]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load(load, kind: str, folder: Path):
+def load_or_explain(load, kind: str, folder: Path):
     """Run a diffusers loader; its errors (broken folders) become one line naming the folder."""
     try:
         return load()

@@ -16,7 +16,7 @@ from vision_synth.errors import VisionSynthError
 
 class SemanticCheck:
     def __init__(self, spec, prompts: dict[int, str], offline: bool = True) -> None:
-        from vision_synth.diffusion.loading import (SPEC_KEYS, _load, check_safetensors, is_offline,
+        from vision_synth.diffusion.loading import (SPEC_KEYS, check_safetensors, is_offline, load_or_explain,
                                                     resolve_folder)
 
         key = SPEC_KEYS["semantic"]
@@ -30,9 +30,9 @@ class SemanticCheck:
         check_safetensors(folder, None, "the CLIP model")
         from transformers import CLIPModel, CLIPProcessor
 
-        self.model = _load(lambda: CLIPModel.from_pretrained(folder, use_safetensors=True, local_files_only=True),
+        self.model = load_or_explain(lambda: CLIPModel.from_pretrained(folder, use_safetensors=True, local_files_only=True),
                            "semantic", folder).eval()
-        self.processor = _load(lambda: CLIPProcessor.from_pretrained(folder, local_files_only=True), "semantic", folder)
+        self.processor = load_or_explain(lambda: CLIPProcessor.from_pretrained(folder, local_files_only=True), "semantic", folder)
         self.category_ids = sorted(prompts)
         import torch
 

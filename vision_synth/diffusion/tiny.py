@@ -58,7 +58,7 @@ def initialise(model, generator):
     return model
 
 
-def _build(make, seed: int, part: int):
+def build_seeded(make, seed: int, part: int):
     """`make()` built without touching torch's global RNG, then initialised from (seed, part)."""
     import torch
 
@@ -72,7 +72,7 @@ def _build(make, seed: int, part: int):
 def tiny_unet(in_channels: int = 4, seed: int = 0):
     from diffusers import UNet2DConditionModel
 
-    return _build(lambda: UNet2DConditionModel(
+    return build_seeded(lambda: UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=in_channels, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, attention_head_dim=8), seed, UNET)
@@ -81,7 +81,7 @@ def tiny_unet(in_channels: int = 4, seed: int = 0):
 def tiny_vae(seed: int = 0):
     from diffusers import AutoencoderKL
 
-    return _build(lambda: AutoencoderKL(
+    return build_seeded(lambda: AutoencoderKL(
         block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2), seed, VAE)
 
@@ -99,7 +99,7 @@ def tiny_text_encoder(tokenizer, seed: int = 0):
         vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, hidden_size=32, intermediate_size=37, num_attention_heads=4,
         num_hidden_layers=2, max_position_embeddings=77, projection_dim=32)
-    return _build(lambda: CLIPTextModel(config), seed, TEXT_ENCODER)
+    return build_seeded(lambda: CLIPTextModel(config), seed, TEXT_ENCODER)
 
 
 def tiny_safety_checker(seed: int = 0):
@@ -113,7 +113,7 @@ def tiny_safety_checker(seed: int = 0):
         vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
                            image_size=32, patch_size=8),
         projection_dim=32)
-    return _build(lambda: StableDiffusionSafetyChecker(config), seed, SAFETY_CHECKER)
+    return build_seeded(lambda: StableDiffusionSafetyChecker(config), seed, SAFETY_CHECKER)
 
 
 def tiny_feature_extractor():
