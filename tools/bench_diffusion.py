@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="images timed per run (default 16; 4 with --tiny)")
     parser.add_argument("--batch-size", type=int, default=None, help="ours: images per call (default 8; 2 with --tiny)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                        help="default: cpu with --tiny, else auto (CUDA when present)")
     parser.add_argument("--variant", default="auto", help="weight variant of the pipeline (auto, none, fp16, ...)")
     parser.add_argument("--controlnet-variant", default="auto", help="weight variant of the ControlNet")
     parser.add_argument("--scheduler", default="dpmsolver++", help="the scheduler of every arm")
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (2 if tiny else 25)
     count = args.images or (4 if tiny else 16)
     batch = args.batch_size or (2 if tiny else 8)
-    device = pick_device("cpu" if tiny else "auto")
+    device = pick_device(args.device or ("cpu" if tiny else "auto"))
     compile_unet = args.compile if args.compile is not None else device.type == "cuda"
     if args.mode == "layout-to-image" and args.model and not args.controlnet:
         parser.error("--mode layout-to-image with --model needs --controlnet")
