@@ -113,10 +113,8 @@ def make_jobs(count: int, size: int, mode: str):
 
 
 def naive_arguments(mode: str, job, size: int, steps: int) -> dict:
-    import torch
-
     args = dict(prompt=job.prompt, negative_prompt=job.negative_prompt, num_inference_steps=steps, height=size,
-                width=size, generator=torch.Generator("cpu").manual_seed(job.index), output_type="np")
+                width=size, generator=job.generator(0), output_type="np")  # the noise of ours, for this job
     if mode == "inpaint-insert":
         args.update(image=job.image.astype(np.float32)[None] / 255, mask_image=job.mask.astype(np.float32)[None, ..., None],
                     strength=1.0)
