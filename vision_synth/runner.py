@@ -252,6 +252,14 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     from vision_synth.quality.card import generation_facts, render_card
 
     facts = generation_facts(config, per_class)
+    if config.generator == "diffusion":  # what the label check and the sample guards did
+        from dataclasses import replace
+
+        from vision_synth.diffusion.card import card_section
+
+        limit = config.num_images * config.images_per_sample
+        facts = replace(facts, sections=[card_section(limit, (r["image"] for r in merged_records(
+            shard_paths(out_dir), limit)))])
     quality = None
     if config.quality is None:
         annotations = publish.publish(out_dir, publish.staging_file(out_dir),
