@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset
-from vision_synth.scene.objects import Cutout, _trim, read_image
+from vision_synth.scene.objects import Cutout, trim_cutout, read_image
 
 
 def ellipse_alpha(height: int, width: int, feather: float = 1.0) -> np.ndarray:
@@ -49,7 +49,7 @@ def class_crops(dataset: CocoDataset, image_ids: Iterable[int], category_id: int
             if ann["category_id"] != category_id or ann.get("iscrowd", 0):
                 continue
             origin = f"{dataset.path} annotation {ann['id']}"
-            cutouts.append(_trim(pixels, instance_alpha(mask, bool(approx), box), origin))
+            cutouts.append(trim_cutout(pixels, instance_alpha(mask, bool(approx), box), origin))
     return cutouts
 
 

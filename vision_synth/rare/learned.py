@@ -28,7 +28,7 @@ from vision_synth.coco.reader import load_coco
 from vision_synth.errors import DatasetError, VisionSynthError
 from vision_synth.rare.crops import context_crop, instance_alpha
 from vision_synth.rare.split import eval_image_ids
-from vision_synth.scene.objects import Cutout, _trim, read_image
+from vision_synth.scene.objects import Cutout, trim_cutout, read_image
 from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
 
 META = "rare_model.json"
@@ -331,7 +331,7 @@ def sample_cutouts(model: LearnedModel, num: int, seed: int = 0, steps: int = 50
     for i in np.flatnonzero(keep):
         alpha = (crops[i, ..., 3] > 0).astype(np.float32)
         if alpha.any():
-            cutouts.append(_trim(crops[i, ..., :3].astype(np.float32), alpha, f"{model.folder} sample {i}"))
+            cutouts.append(trim_cutout(crops[i, ..., :3].astype(np.float32), alpha, f"{model.folder} sample {i}"))
     return cutouts, int((~keep).sum())
 
 

@@ -84,7 +84,9 @@ def _box(mask: np.ndarray) -> tuple[slice, slice]:
     return slice(y, y + h), slice(x, x + w)
 
 
-def _trim(rgb: np.ndarray, alpha: np.ndarray, origin: str) -> Cutout:
+def trim_cutout(rgb: np.ndarray, alpha: np.ndarray, origin: str) -> Cutout:
+    """A Cutout of `rgb` and `alpha` cropped to the pixels of alpha ≥ 0.5 (an error naming `origin`
+    when there are none)."""
     visible = alpha >= 0.5
     if not visible.any():
         raise DatasetError(f"{origin}: the cutout is fully transparent")
@@ -117,7 +119,7 @@ def load_sprite_folder(folder: Path) -> list[Cutout]:
                 rgba = np.asarray(im.convert("RGBA"), np.float32)
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{path}: cannot read image ({exc})") from None
-        cutouts.append(_trim(rgba[..., :3], rgba[..., 3] / 255.0, str(path)))
+        cutouts.append(trim_cutout(rgba[..., :3], rgba[..., 3] / 255.0, str(path)))
     return cutouts
 
 
@@ -138,7 +140,7 @@ def load_coco_crops(annotations: Path, images: Path, category: str) -> list[Cuto
         for ann, mask, approx in zip(dataset.annotations_of(image["id"]), inst.masks, inst.attributes["approximate"]):
             if ann["category_id"] != ids[0] or ann.get("iscrowd", 0) or approx:
                 continue  # box-only annotations have no exact shape to cut
-            cutouts.append(_trim(pixels, mask.astype(np.float32), f"{annotations} annotation {ann['id']}"))
+            cutouts.append(trim_cutout(pixels, mask.astype(np.float32), f"{annotations} annotation {ann['id']}"))
     if not cutouts:
         raise DatasetError(f"{annotations}: no instance with a mask of category {category!r}")
     return cutouts
