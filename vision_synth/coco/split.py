@@ -9,7 +9,6 @@ The same dataset, ratios and seed give the same split.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset, load_coco
-from vision_synth.coco.writer import write_atomic
+from vision_synth.files import write_json
 from vision_synth.errors import DatasetError, VisionSynthError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -195,7 +194,7 @@ def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0
                 "split_by_class": bool(by_class), "split_synthetic_eval": bool(allow_synthetic_eval)}
         data = subset(dataset, image_ids, info)
         files[name] = split_file(root, name)
-        write_atomic(files[name], json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        write_json(files[name], data)
         n_images[name] = len(data["images"])
         per_class = {c["name"]: 0 for c in dataset.categories}
         for ann in data["annotations"]:

@@ -33,7 +33,7 @@ from vision_synth.quality.labels import LabelReport, check_labels
 from vision_synth.quality.memorisation import DCRResult, dcr
 from vision_synth.quality.spec import QualitySpec
 from vision_synth.quality.utility import UtilityResult, measure_utility
-from vision_synth.scene.objects import read_image
+from vision_synth.imageio import read_image
 
 QUALITY_JSON = "quality.json"
 REPORT_HTML = "report.html"

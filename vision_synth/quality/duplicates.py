@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy.fft import dctn
 
-from vision_synth.coco.writer import write_atomic
+from vision_synth.files import write_json
 
 HASH_SIDE = 8  # 8×8 low frequencies: 64 bits
 RESIZE_SIDE = 32
@@ -171,5 +171,5 @@ def remove_images(annotations_path: Path, image_ids: Iterable[int]) -> int:
     info = dict(data.get("info") or {})
     info["removed_duplicates"] = sorted(set(info.get("removed_duplicates", [])) | drop)
     data["info"] = info
-    write_atomic(Path(annotations_path), json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+    write_json(Path(annotations_path), data)
     return before - len(data["images"])
