@@ -17,6 +17,7 @@ import numpy as np
 
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.files import write_json
+from vision_synth.seeding import rng_for_dataset
 from vision_synth.errors import DatasetError, VisionSynthError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -148,7 +149,7 @@ def assign_splits(dataset: CocoDataset, ratios: Sequence[float], by_class: bool 
         what = "images" if allow_synthetic_eval else "real (non-synthetic) images"
         hint = "" if allow_synthetic_eval else "; pass --allow-synthetic-eval to evaluate on synthetic images"
         raise DatasetError(f"{dataset.path}: {len(pool)} {what} cannot fill {len(ratios)} splits{hint}")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
+    rng = rng_for_dataset(seed, "split")
     if by_class:
         column = {c["id"]: k for k, c in enumerate(dataset.categories)}
         counts = np.zeros((len(pool), len(column)), np.int64)
