@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import check_coco_labels, coco_self_eval, small_config
+from helpers import check_coco_labels, coco_self_eval, small_config
 from vision_synth.cli import main
 
 

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from conftest import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
+from helpers import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.writer import ShardWriter, merged_records, read_shard, sample_records, write_annotations
 

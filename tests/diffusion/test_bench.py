@@ -5,9 +5,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from diffusion_helpers import REPO
 
 
+@pytest.mark.slow  # a benchmark run (~25 s)
 def test_bench_tiny_prints_naive_ours_and_ratio():
     # one thread: on two shared cores OpenMP's spinning threads make the tiny model crawl
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_helpers import dataset_config, tiny_models  # noqa: F401
+from diffusion_helpers import dataset_config
 from vision_synth.diffusion import DiffusionGenerator
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -21,6 +21,8 @@ def test_cuda_half_precision_batched(tiny_models, mode):
     batched = generator.generate([0, 1, 2])
     again = DiffusionGenerator(config).generate([0, 1, 2])
     single = DiffusionGenerator(dataset_config(tiny_models, mode, device="auto", batch_size=1)).generate([0, 1, 2])
+    assert len(batched) == len(again) == len(single) == 3
+    assert any(len(a.kept) for a in batched), "no instance kept: the mask check below would test nothing"
     for a, b, c in zip(batched, again, single):
         assert a.sample.image.shape == (64, 64, 3)
         assert np.array_equal(a.sample.image, b.sample.image)  # same batches, same pixels

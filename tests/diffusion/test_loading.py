@@ -8,8 +8,7 @@ import shutil
 import pytest
 import torch
 
-from diffusion_helpers import (TINY_CLIP, diffusion_spec, empty_hub_cache, no_network, one_cpu_thread,  # noqa: F401
-                               tiny_models)
+from diffusion_helpers import TINY_CLIP, diffusion_spec
 from vision_synth.diffusion.loading import (PIPELINE_CLASSES, choose_attention, is_offline, load_lora, load_pipeline,
                                             make_scheduler, pick_device, pipeline_files)
 from vision_synth.diffusion.spec import LoraSpec
