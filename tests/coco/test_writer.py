@@ -67,7 +67,7 @@ def test_polygon_output_keeps_area_and_box_of_the_written_polygon(tmp_path):
 def test_written_files_are_readable_by_others(tmp_path):
     import os
 
-    from vision_synth.coco.writer import write_atomic
+    from vision_synth.files import write_atomic
 
     write_atomic(tmp_path / "f.txt", "x")
     umask = os.umask(0)

@@ -15,8 +15,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from vision_synth import masks as mask_ops
-from vision_synth.files import atomic_open, dumps_json, write_atomic  # noqa: F401 (write_atomic: imported from here too)
-from vision_synth.imageio import IMAGE_SUFFIX, encode_image  # noqa: F401 (encode_image: used from here)
+from vision_synth.files import atomic_open, dumps_json, write_atomic  # noqa: F401 (write_atomic: still imported from here by quality/, runner, detector)
+from vision_synth.imageio import IMAGE_SUFFIX
 from vision_synth.types import Sample
 
 
