@@ -6,11 +6,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from diffusion_helpers import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 
 
+@pytest.mark.slow  # a benchmark run (~25 s)
 def test_bench_tiny_prints_every_arm_with_the_same_scheduler_and_steps():
     # one thread: on two shared cores OpenMP's spinning threads make the tiny model crawl
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

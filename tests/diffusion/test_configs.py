@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from diffusion_helpers import REPO, config_class, empty_hub_cache, no_network, tiny_models  # noqa: F401
+from diffusion_helpers import REPO, config_class
 from vision_synth.errors import VisionSynthError
 
 EXAMPLES = sorted((REPO / "configs").glob("diffusion_*.yaml"))

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import check_coco_labels, coco_self_eval
-from diffusion_helpers import dataset_config, no_network, one_cpu_thread, tiny_models  # noqa: F401
+from helpers import check_coco_labels, coco_self_eval
+from diffusion_helpers import dataset_config
 from vision_synth.diffusion import DiffusionGenerator
 from vision_synth.errors import ConfigError
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_helpers import dataset_config, tiny_models  # noqa: F401
+from diffusion_helpers import dataset_config
 from vision_synth.diffusion import DiffusionGenerator
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -23,6 +23,7 @@ def test_cuda_half_precision_batched(tiny_models, mode):
     again = DiffusionGenerator(config).generate([0, 1, 2])
     single = DiffusionGenerator(dataset_config(tiny_models, mode, device="auto", batch_size=1,
                                                check={"min_agreement": 0.0})).generate([0, 1, 2])
+    assert len(batched) == len(again) == len(single) == 3
     labelled = 0
     for a, b, c in zip(batched, again, single):
         assert a.sample.image.shape == (64, 64, 3)

@@ -8,8 +8,7 @@ import shutil
 import pytest
 import torch
 
-from diffusion_helpers import (TINY_CLIP, add_safety_checker, diffusion_spec, empty_hub_cache, no_network,  # noqa: F401
-                               one_cpu_thread, publish_like_hub, tiny_models)
+from diffusion_helpers import TINY_CLIP, add_safety_checker, diffusion_spec, publish_like_hub
 from vision_synth.diffusion.loading import (PIPELINE_CLASSES, choose_attention, dtype_keyword, is_offline, load_lora,
                                             load_pipeline, make_scheduler, missing_message, pick_device, pipeline_files,
                                             include_patterns)

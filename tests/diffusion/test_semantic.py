@@ -4,7 +4,7 @@ category's prompt; without a model the run stops with one line."""
 import numpy as np
 import pytest
 
-from diffusion_helpers import TINY_CLIP, dataset_config, empty_hub_cache, no_network, one_cpu_thread, tiny_models  # noqa: F401
+from diffusion_helpers import TINY_CLIP, dataset_config
 from vision_synth.diffusion.spec import SemanticSpec
 from vision_synth.errors import VisionSynthError
 

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cli_helpers import run
-from conftest import check_coco_labels
-from rare_fixtures import write_rare_dataset
+from helpers import check_coco_labels
+from rare_helpers import run, write_rare_dataset
 from vision_synth.rare.dataset import augment_rare
 from vision_synth.rare.policy import load_policy
 from vision_synth.scene.objects import read_image

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vision_synth.errors import ConfigError, VisionSynthError
+from vision_synth.spec import read_yaml
 
 # albumentations asks PyPI for a newer version at import time unless told not to; keep runs offline
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -113,18 +113,7 @@ def load_pipeline(value: dict[str, Any] | str | Path, base_dir: Path | None = No
 
 
 def read_pipeline_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: pipeline file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)  # YAML is a superset of the JSON that A.save writes
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML/JSON ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, "pipeline file", "YAML/JSON")  # YAML is a superset of the JSON that A.save writes
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an albumentations pipeline (a mapping saved with A.save)")
     return data

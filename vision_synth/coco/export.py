@@ -13,14 +13,11 @@ Class index k is the k-th category in id order. Box lines: `k cx cy w h`, segmen
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -28,8 +25,8 @@ import yaml
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.split import dataset_paths, existing_splits
-from vision_synth.coco.writer import write_atomic
 from vision_synth.errors import DatasetError, VisionSynthError
+from vision_synth.files import staged_output, write_atomic, write_json
 
 FORMATS = ("yolo", "yolo-seg", "coco")
 POLYGON_MODES = ("largest", "all")
@@ -53,36 +50,18 @@ def place_file(src: Path, dst: Path, link: str | None = None) -> None:
         raise ValueError(f"link must be one of {LINK_MODES}, got {link!r}")
 
 
-@contextlib.contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
-    """A fresh hidden folder beside `out` to build into; renamed to `out` on success, removed on
-    failure. `out` must not exist or be an empty folder."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
-    stage.mkdir()
-    try:
-        yield stage
-        os.replace(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
-
 def exported_segmentation(mask: np.ndarray, mode: str, largest_only: bool = False) -> tuple[Any, int, list[int]]:
     """A segmentation in `mode` ("polygon" or "rle-uncompressed") with the area and box of exactly the
     mask it encodes: a polygon rasterises to a slightly different mask than the source RLE."""
     if mode == "polygon":
         polygons = mask_ops.mask_to_polygons(mask, largest_only=largest_only)
-        raster = mask_ops.polygons_to_mask(polygons, *mask.shape)
-        if raster.any():
-            return polygons, int(raster.sum()), mask_ops.derive_boxes(raster[None])[0].tolist()
+        _, area, box = mask_ops.polygons_area_and_box(polygons, *mask.shape)
+        if area:
+            return polygons, area, box
         # too thin for a polygon to cover a pixel: the exact mask, in the form these tools read
     elif mode != "rle-uncompressed":
         raise ValueError(f"segmentation must be one of {COCO_SEGMENTATIONS}, got {mode!r}")
-    return mask_ops.uncompress_rle(mask), int(mask.sum()), mask_ops.derive_boxes(mask[None])[0].tolist()
+    return (mask_ops.uncompress_rle(mask), *mask_ops.raster_area_and_box(mask))
 
 
 def join_polygon_parts(parts: list[np.ndarray]) -> np.ndarray:
@@ -241,7 +220,7 @@ def _export_coco(root: Path, parts: dict[str, CocoDataset], stage: Path, segment
         data = {"info": dataset.info, "licenses": [], "categories": dataset.categories,
                 "images": dataset.images, "annotations": annotations}
         target = "annotations.json" if name == "all" else f"annotations_{name}.json"
-        write_atomic(stage / target, json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        write_json(stage / target, data)
         if name == "all":
             for im in dataset.images:
                 place_file(dataset.image_file(im), stage / "images" / im["file_name"], link)

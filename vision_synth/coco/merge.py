@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vision_synth.coco.export import place_file, staged_output
+from vision_synth.coco.export import place_file
+from vision_synth.files import staged_output
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.split import dataset_paths
 from vision_synth.coco.writer import ShardWriter, write_annotations

@@ -9,7 +9,6 @@ The same dataset, ratios and seed give the same split.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
-from vision_synth.coco.writer import write_atomic
+from vision_synth.files import write_json
+from vision_synth.seeding import rng_for_dataset
 from vision_synth.errors import DatasetError, VisionSynthError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -145,7 +145,7 @@ def assign_splits(dataset: CocoDataset, ratios: Sequence[float], by_class: bool 
         what = "images" if allow_synthetic_eval else "real (non-synthetic) images"
         hint = "" if allow_synthetic_eval else "; pass --allow-synthetic-eval to evaluate on synthetic images"
         raise DatasetError(f"{dataset.path}: {len(pool)} {what} cannot fill {len(ratios)} splits{hint}")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
+    rng = rng_for_dataset(seed, "split")
     if by_class:
         column = {c["id"]: k for k, c in enumerate(dataset.categories)}
         counts = np.zeros((len(pool), len(column)), np.int64)
@@ -191,7 +191,7 @@ def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0
                 "split_by_class": bool(by_class), "split_synthetic_eval": bool(allow_synthetic_eval)}
         data = subset(dataset, image_ids, info)
         files[name] = split_file(root, name)
-        write_atomic(files[name], json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        write_json(files[name], data)
         n_images[name] = len(data["images"])
         per_class = {c["name"]: 0 for c in dataset.categories}
         for ann in data["annotations"]:

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 
 from vision_synth.errors import DatasetError
-from vision_synth.scene.backgrounds import make_backgrounds, check_image
+from vision_synth.scene.backgrounds import make_backgrounds
 from vision_synth.scene.defects import make_defect
-from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer, read_image
+from vision_synth.imageio import check_image, read_image
+from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer
 from vision_synth.scene.placement import PlacementRules, Request, place_instances
 from vision_synth.seeding import rng_for
 from vision_synth.spec import integer
