@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,19 +250,10 @@ class _Batches:
     each batch come from the real pool, the others from the extra pool."""
 
     def __init__(self, config: TrainConfig, real: _Pool, extra: _Pool | None) -> None:
-        import albumentations as A
-        import cv2
+        from vision_synth.augment.albu import TrainingCrops
 
         self.config, self.real, self.extra = config, real, extra
-        size = config.crop_size
-        low, high = config.scale_jitter
-        steps = [A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=1.0),
-                 A.PadIfNeeded(size, size, border_mode=cv2.BORDER_CONSTANT, fill=0),
-                 A.RandomCrop(size, size)]
-        if config.flips:
-            steps += [A.HorizontalFlip(), A.VerticalFlip(), A.Transpose()]
-        self.transform = A.Compose(steps, bbox_params=A.BboxParams(
-            format="pascal_voc", label_fields=["labels"], min_visibility=0.3, min_width=2, min_height=2))
+        self.transform = TrainingCrops(config.crop_size, config.scale_jitter, config.flips)
         share = config.real_share
         self.real_slots = (config.batch_size if extra is None
                            else min(max(int(round(share * config.batch_size)), 1), config.batch_size - 1))
@@ -282,17 +272,13 @@ class _Batches:
         pool = self.real if source == 0 else self.extra
         rng = rng_for(self.config.seed, step, _STREAMS[source], slot)
         index = int(rng.integers(len(pool)))
-        # one generator shared in turn by the transforms (set_random_seed would give each the same seed)
-        seed = int(rng.integers(2**63))
-        self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         h, w = pool.dataset.images[index]["height"], pool.dataset.images[index]["width"]
         boxes = np.clip(pool.boxes[index], 0, [w, h, w, h])
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        out = self.transform(image=self._image(pool, source, index), bboxes=boxes[keep],
-                             labels=pool.labels[index][keep])
-        image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).float().div_(255)
-        target = {"boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),
-                  "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1))}
+        pixels, boxes, labels = self.transform(self._image(pool, source, index), boxes[keep],
+                                               pool.labels[index][keep], rng)
+        image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255)
+        target = {"boxes": torch.as_tensor(boxes), "labels": torch.as_tensor(labels)}
         return image, target
 
     def __call__(self, step: int):
