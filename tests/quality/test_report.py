@@ -45,7 +45,8 @@ def full_report(tmp_path_factory):
     spec = load_quality_spec(None, **{
         "fidelity.features": "proxy", "fidelity.min_crops_per_class": 3, "fidelity.kid_subsets": 5,
         "fidelity.pr_min_samples": 10, "memorisation.enabled": True, "utility.enabled": True,
-        "utility.train": {"steps": 2, "batch_size": 2, "image_size": 64, "device": "cpu"},
+        "utility.train": {"steps": 2, "batch_size": 2, "crop_size": 48, "device": "cpu"}, "utility.seeds": [0, 1],
+        "utility.max_seeds": 2,
         "labels.min_area": 1, "labels.min_side": 1, "sample_grid": 8,
         "gate.fid_proxy_max": 1e6, "gate.max_duplicate_fraction": 0.5, "gate.min_dcr": 0.0,
         "gate.min_utility_delta_ap": -1.0})
@@ -97,7 +98,7 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = dom.stdout
     assert "<title>PASSED" in page
-    assert len(re.findall(r'<circle class="point"', page)) == 2  # utility: one seed, both arms
+    assert len(re.findall(r'<circle class="point"', page)) == 4  # utility: two seeds, both arms
     images = re.findall(r'<img[^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)
     assert len(images) >= 6
     for cls, headers in EXPECTED_TABLES.items():
