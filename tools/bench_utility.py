@@ -52,10 +52,20 @@ def placebo_pipeline(path: Path) -> Path:
     return path
 
 
+def _relabelled(source: Path, out: Path, data: dict) -> Path:
+    """A dataset folder with new annotations over the images of `source` (a symlink)."""
+    from vision_synth.files import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "images").exists():
+        (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
+    write_json(out / "annotations.json", data)
+    return out
+
+
 def shift_labels(source: Path, out: Path) -> Path:
     """A copy of a dataset whose every mask is moved by half its box size (right and down, clipped at
     the border); boxes and areas follow the moved masks."""
-    from vision_synth.files import write_json
     from vision_synth.masks import decode_rle, encode_rle, rle_area_and_box
 
     data = json.loads((source / "annotations.json").read_text())
@@ -77,18 +87,12 @@ def shift_labels(source: Path, out: Path) -> Path:
         area, box = rle_area_and_box(rle)
         kept.append({**ann, "segmentation": rle, "area": area, "bbox": box})
     data["annotations"] = kept
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "images").exists():
-        (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
-    write_json(out / "annotations.json", data)
-    return out
+    return _relabelled(source, out, data)
 
 
 def drop_half(source: Path, out: Path) -> Path:
     """A copy of a dataset with every other instance of each image left unlabelled (its pixels stay:
     the detector learns that those nuclei are background)."""
-    from vision_synth.files import write_json
-
     data = json.loads((source / "annotations.json").read_text())
     kept, seen = [], {}
     for ann in data["annotations"]:
@@ -96,11 +100,7 @@ def drop_half(source: Path, out: Path) -> Path:
         if k % 2 == 0:
             kept.append(ann)
     data["annotations"] = kept
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "images").exists():
-        (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
-    write_json(out / "annotations.json", data)
-    return out
+    return _relabelled(source, out, data)
 
 
 def main(argv: list[str] | None = None) -> int:
