@@ -31,8 +31,8 @@ def _bench():
 def candidates(tmp_path_factory):
     bench, work = _bench(), tmp_path_factory.mktemp("candidates")
     train = NUCLEI / "train_few"
-    placebo = bench.augment(work / "placebo", {"pipeline": str(bench.placebo_pipeline(work / "placebo.yaml")),
-                                               "copies": 48}, train)
+    pipeline = bench.placebo_pipeline(work / "placebo_pipeline.yaml")
+    placebo = bench.augment(work / "placebo", {"pipeline": str(pipeline), "copies": 48}, train)
     light = bench.augment(work / "light", {"pipeline": str(REPO / "configs" / "pipelines" / "geometric_color.yaml"),
                                            "copies": 48, "copy_paste": {"count": [1, 4]}}, train)
     return {"placebo": placebo, "unlabelled": bench.drop_half(placebo, work / "unlabelled"), "light": light,
