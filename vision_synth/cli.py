@@ -11,6 +11,16 @@ from vision_synth import __version__
 from vision_synth.errors import VisionSynthError
 
 
+def add_output_flags(p: argparse.ArgumentParser, overwrite: bool = True,
+                     overwrite_help: str = "replace an existing output; it is replaced only once the new one is whole"
+                     ) -> None:
+    """The common flags of the commands that write, defined once: --quiet (no progress bars) and
+    --overwrite (left out where a command resumes or updates in place, e.g. `defects train`, `check`)."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def _load(args):
     from vision_synth.config import load_config
 
@@ -76,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: out/NAME)")
     p.add_argument("--num-images", type=int, help="override num_images")
     p.add_argument("--seed", type=int, help="override seed")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset made from another config")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(p, overwrite_help="replace a dataset made from another config (the same config resumes)")
     p.add_argument("--processes", type=int, help="run N processes through accelerate (one per GPU, or CPU processes)")
     p.set_defaults(func=cmd_generate)
 

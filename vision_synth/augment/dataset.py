@@ -8,8 +8,6 @@ Input image j (its position in the json) is sample index j; its outputs take the
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from tqdm import tqdm
 from vision_synth import __version__
 from vision_synth.augment.spec import AugmentSpec
 from vision_synth.augment.stage import augmented_copies, source_of
+from vision_synth.coco.export import staged_output
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.writer import (ShardWriter, encode_image, image_file_name, sample_records, write_annotations,
                                       write_atomic)
@@ -115,11 +114,9 @@ def augment_coco(annotations: str | Path, images: str | Path | None, spec: Augme
             return [read(int(j) + int(j >= index)) for j in picks]
         return pick
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
     crowd = sum(1 for a in dataset.annotations if a.get("iscrowd", 0))
-    try:
+    # built in .OUT.partial-PID-TOKEN; an existing OUT (--overwrite) is replaced only once the new one is whole
+    with staged_output(out, overwrite) as work:
         shard = work / "records.jsonl"
         written = 0
         with ShardWriter(shard) as writer:
@@ -139,11 +136,5 @@ def augment_coco(annotations: str | Path, images: str | Path | None, spec: Augme
                                  "pipeline": None if pipeline is None else pipeline.to_dict()}}
         counts = write_annotations(work / "annotations.json", [shard], info, categories)
         shard.unlink()
-        if out.is_dir():  # empty, or --overwrite: replaced only now that the new one is whole
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     instances = {names[c]: n for c, n in counts.items()}
     return AugmentSummary(out, total, written, instances, crowd, time.perf_counter() - started)

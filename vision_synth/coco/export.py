@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
+from tqdm import tqdm
 
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import CocoDataset, load_coco
@@ -53,19 +54,61 @@ def place_file(src: Path, dst: Path, link: str | None = None) -> None:
         raise ValueError(f"link must be one of {LINK_MODES}, got {link!r}")
 
 
-@contextlib.contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
-    """A fresh hidden folder beside `out` to build into; renamed to `out` on success, removed on
-    failure. `out` must not exist or be an empty folder."""
+STAGE_KINDS = ("partial", "old")  # .OUT.partial-PID-TOKEN: being built; .OUT.old-PID-TOKEN: the replaced OUT
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the staging folders beside `out` left by runs that were killed (their process is gone);
+    those of live runs stay. Returns what was removed."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder")
+    removed = []
+    for kind in STAGE_KINDS:
+        for stage in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = stage.name[len(f".{out.name}.{kind}-"):].split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(stage, ignore_errors=True)
+                removed.append(stage)
+    return removed
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """The one way a command writes a new output folder: a fresh hidden folder beside `out`
+    (`.OUT.partial-PID-TOKEN`) to build into, renamed to `out` on success and removed on failure.
+    `out` must not exist or be an empty folder, unless `overwrite`: then it is replaced only once the
+    new one is whole. Stages of killed runs (PID gone) are removed first, so a SIGKILL leaves `out`
+    absent or complete and the next run cleans up after it."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    remove_stale_stages(out)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    stage = out.parent / f".{out.name}.partial-{tag}"
     stage.mkdir()
     try:
         yield stage
-        os.replace(stage, out)
+        if not (out.exists() or out.is_symlink()):
+            os.replace(stage, out)
+        else:  # moved aside, then dropped: OUT is never half-written
+            old = out.parent / f".{out.name}.old-{tag}"
+            os.replace(out, old)
+            try:
+                os.replace(stage, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -166,24 +209,26 @@ def _load_parts(root: Path) -> dict[str, CocoDataset]:
 
 
 def export_dataset(root: str | Path, out: str | Path, fmt: str, polygons: str = "all",
-                   segmentation: str = "polygon", link: str | None = None) -> ExportResult:
+                   segmentation: str = "polygon", link: str | None = None, overwrite: bool = False,
+                   show_progress: bool = True) -> ExportResult:
     """Export the dataset folder `root` to the new folder `out` in `fmt` (see FORMATS).
 
     polygons: "largest" keeps the largest part of a split mask, "all" keeps every part (YOLO-seg
-    joins them into one outline). segmentation (COCO only): "polygon" or "rle-uncompressed"."""
+    joins them into one outline). segmentation (COCO only): "polygon" or "rle-uncompressed".
+    overwrite: replace an existing `out`, once the export is whole."""
     _check_options(fmt, polygons, segmentation, link)
     root, out = Path(root), Path(out)
     parts = _load_parts(root)
-    with staged_output(out) as stage:
+    with staged_output(out, overwrite) as stage:
         if fmt == "coco":
-            result = _export_coco(root, parts, stage, segmentation, polygons == "largest", link)
+            result = _export_coco(root, parts, stage, segmentation, polygons == "largest", link, show_progress)
         else:
-            result = _export_yolo(parts, stage, out, fmt == "yolo-seg", polygons == "largest", link)
+            result = _export_yolo(parts, stage, out, fmt == "yolo-seg", polygons == "largest", link, show_progress)
     return ExportResult(out=out, format=fmt, **result)
 
 
 def _export_yolo(parts: dict[str, CocoDataset], stage: Path, out: Path, segments: bool, largest_only: bool,
-                 link: str | None) -> dict[str, Any]:
+                 link: str | None, show_progress: bool = True) -> dict[str, Any]:
     first = next(iter(parts.values()))
     if "all" not in parts and not {"train", "val"} <= set(parts):
         raise DatasetError(f"{first.path.parent}: YOLO needs train and val split files, found {', '.join(parts)}; "
@@ -193,7 +238,7 @@ def _export_yolo(parts: dict[str, CocoDataset], stage: Path, out: Path, segments
     counts, instances, seen = {}, 0, set()
     for name, dataset in parts.items():
         sub = "" if name == "all" else name
-        for image in dataset.images:
+        for image in tqdm(dataset.images, desc=f"export {name}", unit="image", disable=not show_progress):
             rel = Path(image["file_name"])
             if (sub, rel) in seen:
                 raise DatasetError(f"{dataset.path}: file_name {image['file_name']!r} is used by two images")
@@ -220,14 +265,14 @@ def _export_yolo(parts: dict[str, CocoDataset], stage: Path, out: Path, segments
 
 
 def _export_coco(root: Path, parts: dict[str, CocoDataset], stage: Path, segmentation: str, largest_only: bool,
-                 link: str | None) -> dict[str, Any]:
+                 link: str | None, show_progress: bool = True) -> dict[str, Any]:
     files = {"all": load_coco(*dataset_paths(root))} if "all" not in parts else {}
     files.update(parts)
     counts, instances, fallbacks = {}, 0, 0
     for name, dataset in files.items():
         by_id = {im["id"]: im for im in dataset.images}
         annotations = []
-        for ann in dataset.annotations:
+        for ann in tqdm(dataset.annotations, desc=f"export {name}", unit="label", disable=not show_progress):
             ann = dict(ann)
             if ann.get("segmentation"):
                 im = by_id[ann["image_id"]]

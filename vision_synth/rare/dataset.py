@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vision_synth.coco.export import staged_output
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.writer import encode_image, sample_records, write_atomic
 from vision_synth.errors import ConfigError, DatasetError
@@ -173,7 +173,7 @@ class _Sources:
 def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy, out: str | Path,
                  policy_path: str = "policy", overwrite: bool = False, show_progress: bool = True) -> RareSummary:
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatasetError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
     dataset = load_coco(coco, images)
     eval_ids = eval_image_ids(dataset, policy.eval.coco, policy.eval.ratio, policy.seed)
@@ -189,9 +189,8 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
             makers[p.category_id] = sources.maker(p)
             seconds[p.source] = seconds.get(p.source, 0.0) + time.perf_counter() - start
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    # built in .OUT.partial-PID-TOKEN; an existing OUT (--overwrite) is replaced only once the new one is whole
+    with staged_output(out, overwrite) as work:
         real_names = _copy_real_images(dataset, work / "images")
         new_images, new_anns, added, gen_seconds = _make_new_images(
             dataset, policy, plans, makers, sources.finishers, train_ids, part, work / "images", real_names,
@@ -201,16 +200,6 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
         summary = RareSummary(out, plans, added, len(eval_ids), len(train_ids), len(new_images), seconds,
                               sources.rejected, _class_counts(dataset, eval_ids))
         _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary)
-        old = None
-        if out.exists():  # --overwrite: move the old output aside, so OUT is never half-written
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / "out")
-        os.replace(work, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return summary
 
 
