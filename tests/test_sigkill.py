@@ -74,6 +74,10 @@ COMMANDS = {
                 "vision_synth.augment.dataset:encode_image", "images/*.png"),
     "export": (lambda d, out: ["export", d, "--format", "yolo", "--out", out],
                "vision_synth.coco.export:place_file", "images/*.png"),
+    "merge": (lambda d, out: ["merge", d, d, "--out", out], "vision_synth.coco.merge:place_file", "images/*.png"),
+    "augment-rare": (lambda d, out: ["augment-rare", "--coco", d / "annotations.json", "--images", d / "images",
+                                     "--out", out],
+                     "os:link", "images/*.png"),  # each real image is linked into OUT/images
 }
 
 
