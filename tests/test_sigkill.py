@@ -13,7 +13,7 @@ import pytest
 
 from conftest import synthetic_samples, write_coco_dataset
 from vision_synth.cli import main
-from vision_synth.coco.export import remove_stale_stages, staged_output
+from vision_synth.coco.export import export_dataset, remove_stale_stages, staged_output
 from vision_synth.errors import DatasetError
 
 
@@ -131,3 +131,41 @@ def test_sigkill_mid_run_then_rerun(tmp_path, command):
             assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
     if command == "augment":
         assert len(json.loads((out / "annotations.json").read_text())["images"]) == 12
+
+
+def test_split_files_of_different_runs_are_refused_by_export(tmp_path):
+    data = write_coco_dataset(tmp_path / "data", synthetic_samples(n_images=10))[0].parent
+    split = ["split", str(data), "--ratios", "0.6,0.4", "--allow-synthetic-eval"]
+    assert main([*split, "--seed", "0"]) == 0
+    old_val = (data / "annotations_val.json").read_bytes()
+    assert main([*split, "--seed", "1"]) == 0
+    (data / "annotations_val.json").write_bytes(old_val)  # as a run killed between its two renames leaves it
+    with pytest.raises(DatasetError, match=r"split files come from different runs of `vision-synth split` "
+                                           r"\(train [0-9a-f]{16}, val [0-9a-f]{16}\); run it again"):
+        export_dataset(data, tmp_path / "yolo", "yolo")
+    assert main([*split, "--seed", "1"]) == 0
+    assert main(["export", str(data), "--format", "yolo", "--out", str(tmp_path / "yolo"), "--quiet"]) == 0
+
+
+@pytest.mark.slow  # a subprocess on 2 busy cores
+def test_sigkill_during_split_then_rerun(tmp_path):
+    data = write_coco_dataset(tmp_path / "data", synthetic_samples(n_images=10))[0].parent
+    reference = write_coco_dataset(tmp_path / "reference", synthetic_samples(n_images=10))[0].parent
+    split = ["split", "--ratios", "0.6,0.2,0.2", "--allow-synthetic-eval", "--seed", "3"]
+    hook = _slow_hook(tmp_path / "hook", "vision_synth.coco.split:subset")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([hook, *sys.path])}
+    proc = subprocess.Popen([sys.executable, "-m", "vision_synth", split[0], str(data), *split[1:]], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(data.glob(".annotations_*.partial-*")):
+        time.sleep(0.02)
+    assert proc.poll() is None, f"finished before the kill: {proc.stderr.read()[-2000:]!r}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(data.glob(".annotations_*.partial-*")), "(the leftover to clean)"
+    assert not list(data.glob("annotations_*.json")), "no split file until all are written"
+    assert main([split[0], str(data), *split[1:]]) == 0
+    assert sorted(p.name for p in data.iterdir() if p.name.startswith(".")) == []
+    assert main([split[0], str(reference), *split[1:]]) == 0
+    for name in ("train", "val", "test"):
+        assert (data / f"annotations_{name}.json").read_bytes() == (reference / f"annotations_{name}.json").read_bytes()

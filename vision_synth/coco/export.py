@@ -67,16 +67,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def stage_path(out: Path, kind: str = "partial") -> Path:
+    """The hidden name beside `out` that this process builds it under: .OUT.partial-PID-TOKEN."""
+    out = Path(out)
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def remove_stale_stages(out: Path) -> list[Path]:
-    """Remove the staging folders beside `out` left by runs that were killed (their process is gone);
-    those of live runs stay. Returns what was removed."""
+    """Remove the staging folders (or files) beside `out` left by runs that were killed (their process
+    is gone); those of live runs stay. Returns what was removed."""
     out = Path(out)
     removed = []
     for kind in STAGE_KINDS:
         for stage in out.parent.glob(f".{out.name}.{kind}-*"):
             pid = stage.name[len(f".{out.name}.{kind}-"):].split("-")[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                shutil.rmtree(stage, ignore_errors=True)
+                if stage.is_dir() and not stage.is_symlink():
+                    shutil.rmtree(stage, ignore_errors=True)
+                else:
+                    stage.unlink(missing_ok=True)
                 removed.append(stage)
     return removed
 
@@ -93,15 +102,14 @@ def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
         raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_stages(out)
-    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-    stage = out.parent / f".{out.name}.partial-{tag}"
+    stage = stage_path(out)
     stage.mkdir()
     try:
         yield stage
         if not (out.exists() or out.is_symlink()):
             os.replace(stage, out)
         else:  # moved aside, then dropped: OUT is never half-written
-            old = out.parent / f".{out.name}.old-{tag}"
+            old = stage_path(out, "old")
             os.replace(out, old)
             try:
                 os.replace(stage, out)
@@ -205,7 +213,12 @@ def _load_parts(root: Path) -> dict[str, CocoDataset]:
     splits = existing_splits(root)
     if not splits:
         return {"all": load_coco(annotations, images)}
-    return {name: load_coco(path, images) for name, path in splits.items()}
+    parts = {name: load_coco(path, images) for name, path in splits.items()}
+    runs = {name: part.info.get("split_run") for name, part in parts.items()}
+    if len(set(runs.values())) > 1:  # e.g. a split killed between renaming its files
+        raise DatasetError(f"{root}: the split files come from different runs of `vision-synth split` "
+                           f"({', '.join(f'{n} {r}' for n, r in runs.items())}); run it again")
+    return parts
 
 
 def export_dataset(root: str | Path, out: str | Path, fmt: str, polygons: str = "all",
