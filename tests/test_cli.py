@@ -67,3 +67,11 @@ def test_export_and_merge_take_quiet_and_replace_only_with_overwrite(tmp_path, t
     images = len(json.loads((out / "annotations.json").read_text())["images"])
     assert images == (3 if command == "export" else 5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "out"]  # no stage left beside it
+
+
+def test_an_output_name_too_long_for_the_file_system_is_one_line(tmp_path, two_datasets, capsys):
+    out = tmp_path / ("x" * 300)
+    assert main(["export", str(two_datasets[0]), "--format", "coco", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "File name too long" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]

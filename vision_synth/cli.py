@@ -4,11 +4,15 @@ line naming the file and key or record; no traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from vision_synth import __version__
 from vision_synth.errors import VisionSynthError
+
+# errors of a path the user named (a name too long, a folder not writable): one line, exit 2
+USER_PATH_ERRORS = (errno.ENAMETOOLONG, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
 
 
 def add_output_flags(p: argparse.ArgumentParser, overwrite: bool = True,
@@ -123,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except VisionSynthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in USER_PATH_ERRORS or exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)  # a path the user gave
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
