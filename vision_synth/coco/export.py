@@ -116,7 +116,10 @@ def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
             except BaseException:
                 os.replace(old, out)
                 raise
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
