@@ -95,8 +95,10 @@ def _slow_hook(folder, target: str) -> str:
     return str(folder)
 
 
-@pytest.mark.slow  # 10-25 s each on 2 busy cores: a subprocess, then two runs
-@pytest.mark.parametrize("command", list(COMMANDS))
+# 2 s each on an idle machine, 10-25 s on 2 busy cores (a subprocess, then two runs): augment in the
+# fast suite, the others slow-marked
+@pytest.mark.parametrize("command", [c if c == "augment" else pytest.param(c, marks=pytest.mark.slow)
+                                     for c in COMMANDS])
 def test_sigkill_mid_run_then_rerun(tmp_path, command):
     argv_of, target, staged_files = COMMANDS[command]
     data = write_coco_dataset(tmp_path / "data", synthetic_samples(n_images=12, size=(48, 48)))[0].parent
