@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import synthetic_samples, write_coco_dataset
+from helpers import synthetic_samples, write_coco_dataset
 from vision_synth.cli import build_parser, main
 
 # (command line up to its own options, takes --overwrite): every command that writes

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, small_config
+from helpers import REPO, small_config
 from vision_synth.cli import main
 from vision_synth.config import load_config
 from vision_synth.errors import ConfigError

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import REPO, synthetic_samples, write_coco_dataset
+from helpers import REPO, synthetic_samples, write_coco_dataset
 from vision_synth.detector import (MODELS, TrainConfig, TrainedDetector, build_model,
                                    evaluate_detector, load_detector, load_weights, predict, save_detector,
                                    train_detector)
@@ -69,6 +69,7 @@ def test_evaluation_matches_categories_by_name(tmp_path):
     assert metrics.ap == pytest.approx(0.75) and metrics.detections == sum(len(o["labels"]) for o in outputs)
 
 
+@pytest.mark.slow  # builds and trains every detector architecture (~30 s)
 def test_every_model_builds_and_trains_without_downloading(monkeypatch):
     import torchvision
 
@@ -90,6 +91,7 @@ def test_every_model_builds_and_trains_without_downloading(monkeypatch):
         assert set(out[0]) >= {"boxes", "labels", "scores"}, name
 
 
+@pytest.mark.slow  # a second training run (~18 s)
 def test_weights_come_from_a_local_file(tmp_path, coco_dataset):
     ann, images, _ = coco_dataset
     trained = train_detector(ann, images, progress=False, steps=1, batch_size=2, crop_size=64)
@@ -109,6 +111,7 @@ def test_weights_come_from_a_local_file(tmp_path, coco_dataset):
         load_weights(trained.model, tmp_path / "missing.pth")
 
 
+@pytest.mark.slow  # the training script end to end (~45 s)
 def test_training_script_prints_ap(coco_dataset):
     ann, images, _ = coco_dataset
     run = subprocess.run([sys.executable, str(REPO / "tools" / "train_detector.py"), "--train", str(ann), "--val",

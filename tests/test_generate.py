@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import check_coco_labels, coco_self_eval, small_config
+from helpers import check_coco_labels, coco_self_eval, small_config
 from vision_synth.cli import main
 
 
@@ -127,6 +127,22 @@ def test_unreadable_background_image_is_a_clear_error(write_config, tmp_path, ca
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "cannot read image" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_16_bit_greyscale_background_is_scaled_not_saturated(write_config, tmp_path):
+    """A 16-bit inspection-camera frame spread over 0..65535 keeps its brightness (it came out of
+    mean 254 of 255 when the reader clipped to 8 bits)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    values = np.random.default_rng(0).integers(0, 65536, (160, 160)).astype(np.uint16)
+    Image.fromarray(values).save(photos / "frame.png")
+    scene = {"background": {"kind": "images", "images": str(photos)},
+             "defects": [{"kind": "pit", "category": "pit", "count": [1, 1]}]}
+    path = write_config(small_config(num_images=3, scene=scene, image={"width": 128, "height": 128, "format": "png"}))
+    out = tmp_path / "out"
+    assert main(["generate", str(path), "--out", str(out), "--quiet"]) == 0
+    for image in sorted((out / "images").iterdir()):
+        assert abs(np.asarray(Image.open(image)).mean() - values.mean() / 257) < 4
 
 
 def test_real_background_images_with_region(write_config, tmp_path):

@@ -35,24 +35,54 @@ def test_rle_roundtrip_compressed_and_uncompressed():
         assert mask_ops.rle_area_and_box(rle) == (int(mask.sum()), mask_ops.derive_boxes(mask[None])[0].tolist())
 
 
-@pytest.mark.parametrize("shape", ["blob", "sliver", "pixel", "two_parts"])
+# (mask, area of its polygon raster): a polygon traces the outer pixel centres, so a part of h×w
+# pixels rasterises to (h-1)×(w-1) of them; a 1-pixel-thin part is outlined by its pixel squares,
+# which cover exactly its pixels
+SHAPES = {"blob": ([(slice(5, 30), slice(8, 20))], 24 * 11),
+          "sliver": ([(10, slice(5, 30))], 25),
+          "pixel": ([(3, 3)], 1),
+          "two_parts": ([(slice(2, 10), slice(2, 10)), (slice(20, 35), slice(20, 35))], 7 * 7 + 14 * 14)}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_polygons_have_three_points_and_cover_the_mask(shape):
+    parts, raster_area = SHAPES[shape]
     mask = np.zeros((40, 40), bool)
-    if shape == "blob":
-        mask[5:30, 8:20] = True
-    elif shape == "sliver":
-        mask[10, 5:30] = True
-    elif shape == "pixel":
-        mask[3, 3] = True
-    else:
-        mask[2:10, 2:10] = True
-        mask[20:35, 20:35] = True
+    for part in parts:
+        mask[part] = True
     polygons = mask_ops.mask_to_polygons(mask)
-    assert polygons and all(len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
-    raster = mask_ops.polygons_to_mask(polygons, 40, 40)
-    # polygons trace pixel centres: the raster lies inside the mask's box and overlaps it
-    assert (raster & mask).any() or shape in ("sliver", "pixel")
+    assert len(polygons) == len(parts) and all(len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
+    raster, area, box = mask_ops.polygons_area_and_box(polygons, 40, 40)
+    assert not (raster & ~mask).any()  # never a pixel outside the mask
+    assert area == int(raster.sum()) == raster_area
+    assert box == list(mask_ops.mask_box(raster))
+    if shape in ("sliver", "pixel"):
+        assert np.array_equal(raster, mask)
     assert len(mask_ops.mask_to_polygons(mask, largest_only=True)) == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mask_box_is_the_extent_of_the_true_pixels(seed):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((31, 47), bool)
+    ys, xs = rng.integers(0, 31, 5), rng.integers(0, 47, 5)
+    mask[ys, xs] = True
+    x, y, w, h = mask_ops.mask_box(mask)
+    assert (x, y, x + w - 1, y + h - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
+    assert mask_ops.mask_box(mask.astype(np.float32) * 0.3) == (x, y, w, h)  # nonzero counts, any dtype
+    assert mask_ops.mask_box(mask[:, ::-1]) == (47 - x - w, y, w, h)  # a strided view
+    rows, cols = mask_ops.box_slices(mask)
+    assert mask[rows, cols].sum() == mask.sum() and mask[rows, cols].shape == (h, w)
+    rows, cols = mask_ops.box_slices(mask, margin=2)
+    assert (rows.start, cols.start) == (max(0, y - 2), max(0, x - 2))
+    assert (rows.stop, cols.stop) == (min(31, y + h + 2), min(47, x + w + 2))
+
+
+def test_an_empty_mask_has_an_empty_box():
+    empty = np.zeros((5, 6), bool)
+    assert mask_ops.mask_box(empty) == (0, 0, 0, 0)
+    assert mask_ops.box_slices(empty, margin=3) == (slice(0, 0), slice(0, 0))
+    assert mask_ops.derive_boxes(np.zeros((0, 5, 6), bool)).shape == (0, 4)
 
 
 def test_segmentation_to_mask_accepts_every_form():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import small_config, write_coco_dataset
+from helpers import small_config, synthetic_samples, write_coco_dataset
 from vision_synth.publish import ANNOTATIONS, REJECTED_ANNOTATIONS, REJECTED_NOTE, STAGING
 
 # every instance is "too small" for this minimum: the default gate max_label_issues: 0 fails
@@ -120,9 +120,10 @@ def test_a_check_killed_midway_leaves_the_dataset_as_it_was_and_reruns_the_same(
     """`check --remove-duplicates` on a published dataset with a planted duplicate: killed after it has
     measured, the dataset is untouched (no in-place rewrite); the rerun removes the duplicate through
     the publisher exactly as an uninterrupted check does."""
-    from quality_fixtures import synthetic
+    from vision_synth.types import Provenance
 
-    samples = synthetic(8, seed=4)
+    made = Provenance("procedural", synthetic=True)
+    samples = [s.replace(provenance=made) for s in synthetic_samples(8, (64, 64), seed=4)]
     samples[5] = samples[5].replace(image=samples[1].image.copy(), instances=samples[1].instances)  # image id 6
     write_coco_dataset(tmp_path / "killed", samples)
     shutil.copytree(tmp_path / "killed", tmp_path / "full")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import small_config
+from helpers import small_config
 from test_generate import digest
 from vision_synth.coco.writer import ShardWriter, done_indices, sample_records, write_annotations
 from vision_synth.cli import main
@@ -35,6 +35,7 @@ def single_run(config_path, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # several processes through accelerate
 @pytest.mark.parametrize("processes", [2, 3])
 def test_processes_give_identical_output(config_path, single_run, tmp_path, processes):
     out = tmp_path / "multi"
@@ -46,6 +47,7 @@ def test_processes_give_identical_output(config_path, single_run, tmp_path, proc
     assert digest(out) == digest(single_run)
 
 
+@pytest.mark.slow  # a process SIGKILLed mid-run, then resumed
 def test_kill_and_resume_gives_the_same_dataset(config_path, tmp_path):
     out = tmp_path / "killed"
     full = tmp_path / "full"
@@ -72,7 +74,7 @@ def test_kill_and_resume_gives_the_same_dataset(config_path, tmp_path):
 
 
 def test_streaming_merge_of_many_shards(tmp_path):
-    from conftest import synthetic_samples
+    from helpers import synthetic_samples
 
     samples = synthetic_samples(n_images=60)
     shards = []
@@ -88,6 +90,7 @@ def test_streaming_merge_of_many_shards(tmp_path):
     assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
 
 
+@pytest.mark.slow  # three processes, one held back
 def test_a_slow_process_plans_from_the_same_shards(config_path, single_run, tmp_path):
     """Every process reads which samples are done before any writes its own: here ranks 1 and 2
     list the shards 2 s late (a slow process on a busy machine), after rank 0 has finished its

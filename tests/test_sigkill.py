@@ -1,5 +1,5 @@
 """SIGKILL during a writing command: the output is absent or complete, the rerun succeeds and cleans
-up the killed run's staging folder (coco/export.py `staged_output`, used by every command that
+up the killed run's staging folder (files.py `staged_output`, used by every command that
 writes a new output folder)."""
 
 import json
@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from conftest import synthetic_samples, write_coco_dataset
+from helpers import synthetic_samples, write_coco_dataset
 from vision_synth.cli import main
-from vision_synth.coco.export import export_dataset, remove_stale_stages, staged_output
+from vision_synth.coco.export import export_dataset
+from vision_synth.files import remove_stale_stages, staged_output
 from vision_synth.errors import DatasetError
 
 
@@ -53,11 +54,11 @@ def test_a_failed_build_leaves_the_old_output_and_no_stage(tmp_path):
         with staged_output(out):
             pass
     with pytest.raises(RuntimeError):
-        with staged_output(out, overwrite=True) as stage:
+        with staged_output(out, replace=True) as stage:
             (stage / "annotations.json").write_text("new")
             raise RuntimeError("failed half-way")
     assert (out / "annotations.json").read_text() == "old"
-    with staged_output(out, overwrite=True) as stage:
+    with staged_output(out, replace=True) as stage:
         (stage / "annotations.json").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["annotations.json"]
     assert (out / "annotations.json").read_text() == "new"
@@ -71,7 +72,7 @@ def test_a_failed_build_leaves_the_old_output_and_no_stage(tmp_path):
 COMMANDS = {
     "augment": (lambda d, out: ["augment", "--coco", d / "annotations.json", "--images", d / "images", "--out", out, "--copy-paste",
                                 "--format", "png"],
-                "vision_synth.augment.dataset:encode_image", "images/*.png"),
+                "vision_synth.augment.dataset:write_image", "images/*.png"),
     "export": (lambda d, out: ["export", d, "--format", "yolo", "--out", out],
                "vision_synth.coco.export:place_file", "images/*.png"),
     "merge": (lambda d, out: ["merge", d, d, "--out", out], "vision_synth.coco.merge:place_file", "images/*.png"),

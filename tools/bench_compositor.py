@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from vision_synth import masks as mask_ops
-from vision_synth.coco.writer import encode_image
+from vision_synth.imageio import encode_image
 from vision_synth.config import load_config
 from vision_synth.runner import generate_indices, prepare_output
 from vision_synth.scene.compositor import Compositor

@@ -8,7 +8,8 @@ Candidates, all made from train_few (12 real instances, one 128×128 image) by t
 `vision-synth augment` command:
   placebo   flips and 90° rotations of the real image (the detector already trains with them):
             nothing new, so the expected verdict is `no-evidence`;
-  harmful   the placebo with every mask (and so its box) shifted by half its size: `hurts`;
+  unlabelled the placebo with every other instance left unlabelled: `hurts`;
+  shifted   the placebo with every mask (and so its box) shifted by half its size: `hurts`;
   light     copy-paste with geometric/colour variation, 48 images, 1–4 pastes each: a positive
             median delta.
 val is never trained on. The real-only arm does not depend on the candidate and is trained once per
@@ -28,7 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 NUCLEI = REPO / "tests" / "assets" / "nuclei_dev"
-EXPECTED = {"placebo": "no-evidence", "harmful": "hurts", "light": "positive median delta"}
+EXPECTED = {"placebo": "no-evidence", "unlabelled": "hurts", "shifted": "hurts", "light": "positive median delta"}
 
 
 def augment(out: Path, spec: dict, train: Path) -> Path:
@@ -54,7 +55,7 @@ def placebo_pipeline(path: Path) -> Path:
 def shift_labels(source: Path, out: Path) -> Path:
     """A copy of a dataset whose every mask is moved by half its box size (right and down, clipped at
     the border); boxes and areas follow the moved masks."""
-    from vision_synth.coco.writer import write_atomic
+    from vision_synth.files import write_json
     from vision_synth.masks import decode_rle, encode_rle, rle_area_and_box
 
     data = json.loads((source / "annotations.json").read_text())
@@ -79,7 +80,26 @@ def shift_labels(source: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "images").exists():
         (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
-    write_atomic(out / "annotations.json", json.dumps(data))
+    write_json(out / "annotations.json", data)
+    return out
+
+
+def drop_half(source: Path, out: Path) -> Path:
+    """A copy of a dataset with every other instance of each image left unlabelled (its pixels stay:
+    the detector learns that those nuclei are background)."""
+    from vision_synth.files import write_json
+
+    data = json.loads((source / "annotations.json").read_text())
+    kept, seen = [], {}
+    for ann in data["annotations"]:
+        k = seen[ann["image_id"]] = seen.get(ann["image_id"], -1) + 1
+        if k % 2 == 0:
+            kept.append(ann)
+    data["annotations"] = kept
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "images").exists():
+        (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
+    write_json(out / "annotations.json", data)
     return out
 
 
@@ -107,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                                          "copies": 48}, train)
     candidates = {
         "placebo": placebo,
-        "harmful": shift_labels(placebo, work / "harmful"),
+        "unlabelled": drop_half(placebo, work / "unlabelled"),
+        "shifted": shift_labels(placebo, work / "shifted"),
         "light": augment(work / "light", {"pipeline": str(geometric), "copies": 48,
                                           "copy_paste": {"count": [1, 4]}}, train),
     }
     print(f"candidates made in {time.perf_counter() - start:.1f} s")
     config = TrainConfig(steps=args.steps, device="cpu")
-    summary = {}
+    summary_file = work / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     for name in args.cases:
         folder = candidates[name]
         t0 = time.perf_counter()
@@ -128,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                          "arms": data["arms"], "seconds": round(seconds, 1),
                          "train_seconds_per_run": round(float(np.mean([r.train_seconds for r in result.runs])), 1)}
         print(f"{name:8s} expected {EXPECTED[name]:22s} {result.line()}  [{seconds:.0f} s]", flush=True)
-    (work / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"total {time.perf_counter() - start:.0f} s; summary: {work / 'summary.json'}")
+        summary_file.write_text(json.dumps(summary, indent=2))
+    print(f"total {time.perf_counter() - start:.0f} s; summary: {summary_file}")
     return 0
 
 

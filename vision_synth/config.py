@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from vision_synth.augment.spec import AugmentSpec
 from vision_synth.diffusion.spec import DiffusionSpec
@@ -17,7 +16,8 @@ from vision_synth.errors import ConfigError
 from vision_synth.quality.spec import QualitySpec
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
-from vision_synth.spec import FloatRange, NonNegativeRange, PositiveRange, Spec, UnitRange, CountRange
+from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, PositiveRange, Spec, UnitRange,
+                               read_yaml, validate_spec)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 NAME_MAX = 255  # bytes in one file or folder name on the usual file systems (ext4, APFS, NTFS)
@@ -67,15 +67,6 @@ class CocoSource(Spec):
 ObjectSource = Annotated[Union[SpriteSource, CocoSource], Field(discriminator="kind")]
 
 
-class ColorJitter(Spec):
-    """Multiplicative factors drawn per instance (1 = unchanged); hue shift in degrees."""
-
-    brightness: NonNegativeRange = (1.0, 1.0)
-    contrast: NonNegativeRange = (1.0, 1.0)
-    saturation: NonNegativeRange = (1.0, 1.0)
-    hue: FloatRange = (0.0, 0.0)
-
-
 class ObjectSpec(Spec):
     category: str
     source: ObjectSource
@@ -98,13 +89,6 @@ class PlacementSpec(Spec):
     min_visible_area: int = Field(16, ge=1)
     min_visible_fraction: float = Field(0.25, ge=0, le=1)
     max_tries: int = Field(20, ge=1)
-
-
-class BlendSpec(Spec):
-    """How objects are pasted: hard alpha, feathered alpha, or Poisson (OpenCV seamlessClone)."""
-
-    mode: Literal["hard", "feather", "poisson"] = "feather"
-    feather: float = Field(1.5, gt=0, description="Gaussian sigma in pixels for mode: feather")
 
 
 class SceneSpec(Spec):
@@ -229,58 +213,6 @@ class DatasetConfig(Spec):
 
 
 # --------------------------------------------------------------------------------------- loading
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
-
-
-def _key_path(loc: tuple, data: Any) -> str:
-    """'scene.defects[2].width' from a pydantic error location, skipping union tags that are not keys."""
-    parts: list[str] = []
-    node = data
-    for i, key in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(key, int) and isinstance(node, list):
-            parts.append(f"[{key}]")
-            node = node[key] if key < len(node) else None
-        elif isinstance(node, dict) and key in node:
-            parts.append(f".{key}" if parts else str(key))
-            node = node[key]
-        elif last or not isinstance(node, dict):
-            parts.append(f".{key}" if parts else str(key))
-            node = None
-        # else: a discriminated-union tag or validator name pydantic puts in the location; not a key
-    return "".join(parts) or "(top level)"
-
-
-def _message(error: dict) -> str:
-    kind, msg = error["type"], error["msg"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    return msg[0].lower() + msg[1:] if msg else kind
-
-
-def validation_message(source: str, error: ValidationError, data: Any) -> str:
-    errors = error.errors()
-    first = errors[0]
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{source}: {_key_path(first['loc'], data)}: {_message(first)}{more}"
-
-
 def find_scene(name: str, config_dir: Path) -> Path:
     """A scene given by name ('surface_defects': a folder under scenes/) or path ('../scenes/x/scene.yaml')."""
     if name.endswith((".yaml", ".yml")):
@@ -325,11 +257,8 @@ def check_inside(source: Path | str, key: str, value: str, base: Path, root: Pat
 
 
 def load_scene(path: Path) -> SceneSpec:
-    data = _read_yaml(path)
-    try:
-        scene = SceneSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(str(path), exc, data)) from None
+    data = read_yaml(path)
+    scene = validate_spec(SceneSpec, data, str(path))
     scene._base_dir = path.resolve().parent
     for key, value in _scene_paths(scene):  # a scene's assets lie in its own folder
         check_inside(path, key, value, scene._base_dir, scene._base_dir)
@@ -339,7 +268,7 @@ def load_scene(path: Path) -> SceneSpec:
 def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
     """Read and validate a dataset config; `overrides` (e.g. num_images, seed) replace top-level keys."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
@@ -355,10 +284,7 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
         check_inside(path, "scene", scene_value, path.resolve().parent, project)
         scene = load_scene(scene_file)
         data = {**data, "scene": scene}
-    try:
-        config = DatasetConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(str(path), exc, data)) from None
+    config = validate_spec(DatasetConfig, data, str(path))
     if scene is None:  # inline scene: its paths are relative to the config file
         config.scene._base_dir = path.resolve().parent
         for key, value in _scene_paths(config.scene):

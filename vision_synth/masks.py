@@ -9,25 +9,46 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x, y, w, h): the pixel extent of a 2-D mask's nonzero pixels (w = x_max - x_min + 1);
+    (0, 0, 0, 0) when it has none. The one mask-extent function: every box and crop comes from it."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        mask = mask != 0
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    return int(x), int(y), int(w), int(h)
+
+
+def box_slices(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """Rows and columns of `mask_box` grown by `margin` pixels each side (within the mask's
+    shape), for cropping arrays to a mask; empty slices when the mask has no pixel."""
+    x, y, w, h = mask_box(mask)
+    if w == 0:
+        return slice(0, 0), slice(0, 0)
+    height, width = np.shape(mask)[:2]
+    return (slice(max(0, y - margin), min(height, y + h + margin)),
+            slice(max(0, x - margin), min(width, x + w + margin)))
+
+
 def derive_boxes(masks: np.ndarray) -> np.ndarray:
-    """N×4 int64 [x, y, w, h]: the pixel extent of each mask (w = x_max - x_min + 1); zeros if empty."""
+    """N×4 int64 [x, y, w, h]: the `mask_box` of each mask of an N×H×W stack; zeros if empty."""
     masks = np.asarray(masks, dtype=bool)
-    n = masks.shape[0]
-    boxes = np.zeros((n, 4), np.int64)
-    if n == 0:
-        return boxes
-    rows = masks.any(axis=2)  # N×H
-    cols = masks.any(axis=1)  # N×W
-    nonempty = rows.any(axis=1)
-    h, w = masks.shape[1:]
-    y0 = rows.argmax(axis=1)
-    y1 = h - 1 - rows[:, ::-1].argmax(axis=1)
-    x0 = cols.argmax(axis=1)
-    x1 = w - 1 - cols[:, ::-1].argmax(axis=1)
-    boxes[:, 0], boxes[:, 1] = x0, y0
-    boxes[:, 2], boxes[:, 3] = x1 - x0 + 1, y1 - y0 + 1
-    boxes[~nonempty] = 0
+    boxes = np.zeros((masks.shape[0], 4), np.int64)
+    for k, mask in enumerate(masks):
+        boxes[k] = mask_box(mask)
     return boxes
+
+
+def raster_area_and_box(mask: np.ndarray) -> tuple[int, list[int]]:
+    """Pixel count and [x, y, w, h] of a 2-D bool mask: what COCO's `area` and `bbox` hold for it."""
+    return int(np.count_nonzero(mask)), list(mask_box(mask))
+
+
+def polygons_area_and_box(polygons: list[list[float]], height: int, width: int) -> tuple[np.ndarray, int, list[int]]:
+    """The raster of COCO polygons as pycocotools draws them, with its area and box: the area and box
+    of exactly the written segmentation (a polygon traces pixel centres, so it differs from the mask)."""
+    raster = polygons_to_mask(polygons, height, width)
+    return (raster, *raster_area_and_box(raster))
 
 
 def mask_areas(masks: np.ndarray) -> np.ndarray:

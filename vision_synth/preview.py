@@ -11,8 +11,7 @@ import numpy as np
 
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import load_coco
-from vision_synth.coco.writer import write_atomic
-from vision_synth.scene.objects import read_image
+from vision_synth.imageio import read_image, write_image
 
 # distinct colours (tab20-like), indexed by category id
 PALETTE = np.array([
@@ -76,8 +75,7 @@ def render_grid(items: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]], im
     for k, t in enumerate(tiles):
         r, c = divmod(k, columns)
         grid[gap + r * (tile + gap) : gap + r * (tile + gap) + tile, gap + c * (tile + gap) : gap + c * (tile + gap) + tile] = t
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    write_atomic(out_png, buf.tobytes())
+    write_image(out_png, grid, "png", png_compression=None)
     return out_png
 
 

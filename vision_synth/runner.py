@@ -21,9 +21,10 @@ from typing import Any
 from tqdm import tqdm
 
 from vision_synth import __version__, publish
-from vision_synth.coco.writer import (ShardWriter, done_indices, encode_image, image_file_name, merged_records,
-                                      sample_records, write_annotations, write_atomic)
+from vision_synth.coco.writer import (ShardWriter, done_indices, image_file_name, merged_records, sample_records,
+                                      write_annotations, write_atomic)
 from vision_synth.errors import VisionSynthError
+from vision_synth.imageio import write_image
 
 STATE_DIR = publish.STATE_DIR
 # what a run writes (and --overwrite removes): never anything else in the directory
@@ -125,7 +126,7 @@ def generate_indices(config, generator, out_dir: Path, indices: list[int], shard
         for start in range(0, len(indices), batch):
             for sample in generator.samples(indices[start : start + batch]):
                 name = image_file_name(sample.index, fmt)
-                write_atomic(out_dir / "images" / name, encode_image(sample.image, fmt, quality))
+                write_image(out_dir / "images" / name, sample.image, fmt, quality)
                 writer.add(sample_records(sample, name, out.segmentation, out.amodal, config_hash))
                 written += 1
             bar.update(min(batch, len(indices) - start))
@@ -252,6 +253,14 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     from vision_synth.quality.card import generation_facts, render_card
 
     facts = generation_facts(config, per_class)
+    if config.generator == "diffusion":  # what the label check and the sample guards did
+        from dataclasses import replace
+
+        from vision_synth.diffusion.card import card_section
+
+        limit = config.num_images * config.images_per_sample
+        facts = replace(facts, sections=[card_section(limit, (r["image"] for r in merged_records(
+            shard_paths(out_dir), limit)))])
     quality = None
     if config.quality is None:
         annotations = publish.publish(out_dir, publish.staging_file(out_dir),

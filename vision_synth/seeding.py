@@ -25,3 +25,18 @@ def torch_generator_for(seed: int, index: int, *stream: int, device: str = "cpu"
     import torch
 
     return torch.Generator(device=device).manual_seed(torch_seed_for(seed, index, *stream))
+
+
+# Choices made once per dataset rather than per sample, each from its own named stream of the run
+# seed. "split" is the seed's root sequence: the stream splits were drawn from before streams had
+# names, kept so that a dataset split (and the eval images a learned model was kept away from) stays
+# where it was. A new purpose takes the next free key.
+DATASET_STREAMS: dict[str, tuple[int, ...]] = {"split": ()}
+
+
+def rng_for_dataset(seed: int, purpose: str) -> np.random.Generator:
+    """The numpy Generator of a dataset-level choice (`purpose` from DATASET_STREAMS), e.g. the split."""
+    if purpose not in DATASET_STREAMS:
+        raise ValueError(f"unknown random stream {purpose!r} (known: {', '.join(DATASET_STREAMS)})")
+    sequence = np.random.SeedSequence(entropy=int(seed), spawn_key=DATASET_STREAMS[purpose])
+    return np.random.Generator(np.random.PCG64(sequence))

@@ -1,15 +1,22 @@
-"""Building blocks of config models: strict pydantic base and validated [min, max] ranges.
+"""The base of every spec: the strict pydantic model, validated [min, max] ranges, the specs shared
+by several rooms, and the one way a spec is read: `read_yaml` → `validate_spec`, whose errors name
+the file and the key path (`validation_message`).
 
 Every model forbids unknown keys. A range is written `[min, max]` (or one number for a fixed value)
-and is checked where it is declared, so an error names the exact key path.
+and is checked where it is declared, so an error names the exact key path. This module imports no
+other spec: config.py and every room's spec build on it, never the other way round.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from vision_synth.errors import ConfigError
 
 
 class Spec(BaseModel):
@@ -61,3 +68,91 @@ def integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     """A uniform whole number from an inclusive [min, max] range."""
     low, high = bounds
     return int(low) if low == high else int(rng.integers(low, high + 1))
+
+
+# ------------------------------------------------------------------------------- shared specs
+class ColorJitter(Spec):
+    """Multiplicative factors drawn per instance (1 = unchanged); hue shift in degrees."""
+
+    brightness: NonNegativeRange = (1.0, 1.0)
+    contrast: NonNegativeRange = (1.0, 1.0)
+    saturation: NonNegativeRange = (1.0, 1.0)
+    hue: FloatRange = (0.0, 0.0)
+
+
+class BlendSpec(Spec):
+    """How objects are pasted: hard alpha, feathered alpha, or Poisson (OpenCV seamlessClone)."""
+
+    mode: Literal["hard", "feather", "poisson"] = "feather"
+    feather: float = Field(1.5, gt=0, description="Gaussian sigma in pixels for mode: feather")
+
+
+# ------------------------------------------------------------------------------------ loading
+def read_yaml(path: Path, what: str = "file", syntax: str = "YAML") -> Any:
+    """The parsed YAML of `path` (None for an empty file); a ConfigError naming the file (and the
+    line of a syntax error) otherwise. `what` names the file in "not found" (e.g. "pipeline file"),
+    `syntax` the format in "invalid ..." (e.g. "YAML/JSON")."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid {syntax} ({getattr(exc, 'problem', exc)})") from None
+
+
+def _key_path(loc: tuple, data: Any) -> str:
+    """'scene.defects[2].width' from a pydantic error location, skipping union tags that are not keys."""
+    parts: list[str] = []
+    node = data
+    for i, key in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(key, int) and isinstance(node, list):
+            parts.append(f"[{key}]")
+            node = node[key] if key < len(node) else None
+        elif isinstance(node, dict) and key in node:
+            parts.append(f".{key}" if parts else str(key))
+            node = node[key]
+        elif last or not isinstance(node, dict):
+            parts.append(f".{key}" if parts else str(key))
+            node = None
+        # else: a discriminated-union tag or validator name pydantic puts in the location; not a key
+    return "".join(parts) or "(top level)"
+
+
+def _message(error: dict) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def validation_message(source: str, error: ValidationError, data: Any) -> str:
+    """One line: `source: key.path: what is wrong` (and how many more errors there are)."""
+    errors = error.errors()
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{source}: {_key_path(first['loc'], data)}: {_message(first)}{more}"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_spec(model: type[M], data: Any, source: str) -> M:
+    """`model` validated from `data`, or a ConfigError of one line naming `source` and the key path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(source, exc, data)) from None

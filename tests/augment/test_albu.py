@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import synthetic_samples
+from helpers import synthetic_samples
 from vision_synth.augment import AugmentRules, augment_sample
 from vision_synth.augment.albu import load_pipeline
 from vision_synth.errors import ConfigError

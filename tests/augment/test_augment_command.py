@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from conftest import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
+from helpers import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
 from vision_synth import masks as mask_ops
 from vision_synth.cli import main
 

@@ -4,7 +4,7 @@ with the pixels, COCOeval of the output against itself is AP 1.0, and runs are r
 import numpy as np
 import pytest
 
-from conftest import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
+from helpers import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
 from vision_synth import masks as mask_ops
 from vision_synth.augment import AugmentRules, AugmentSpec, augment_sample, augmented_copies, output_index, source_of
 from vision_synth.augment.albu import load_pipeline

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
+from helpers import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
 from vision_synth import masks as mask_ops
 from vision_synth.coco.commands import add_dataset_parsers
 from vision_synth.coco.export import export_dataset, join_polygon_parts

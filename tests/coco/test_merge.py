@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import check_coco_labels, synthetic_samples, write_coco_dataset
+from helpers import check_coco_labels, synthetic_samples, write_coco_dataset
 from vision_synth.coco.commands import add_dataset_parsers
 from vision_synth.coco.merge import merge_datasets
 from vision_synth.coco.reader import load_coco

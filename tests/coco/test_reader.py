@@ -1,7 +1,13 @@
-"""The COCO reader keeps image paths inside the image folder."""
+"""vision_synth.coco.reader: a valid file loads; every bad record is one DatasetError line that names
+the file and the record (table-driven: each case mutates one record of a valid dataset); image paths
+stay inside the image folder."""
 
+from __future__ import annotations
+
+import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,9 +15,162 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import load_coco, outside_file_name
 from vision_synth.errors import DatasetError
 
+H, W = 20, 30
+
+
+def valid() -> dict:
+    mask = np.zeros((H, W), bool)
+    mask[4:10, 5:15] = True
+    return {
+        "info": {"description": "t"},
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "images": [{"id": 1, "file_name": "one.png", "width": W, "height": H},
+                   {"id": 2, "file_name": "two.png", "width": W, "height": H}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 4, 10, 6], "area": 60, "iscrowd": 0,
+             "segmentation": mask_ops.encode_rle(mask[None])[0]},
+            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0,
+             "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [10, 10, 5, 5], "area": 25, "iscrowd": 0},
+        ],
+    }
+
+
+def write(tmp_path, data: dict | str | bytes) -> str:
+    """The dataset (or raw file content) as tmp_path/annotations.json, beside two empty image files
+    (the reader checks that they exist, not what they hold)."""
+    for name in ("one.png", "two.png"):
+        (tmp_path / name).write_bytes(b"")
+    path = tmp_path / "annotations.json"
+    if isinstance(data, dict):
+        data = json.dumps(data)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return str(path)
+
+
+def test_a_valid_file_loads_with_every_record(tmp_path):
+    dataset = load_coco(write(tmp_path, valid()))
+    assert [im["id"] for im in dataset.images] == [1, 2]
+    assert [a["id"] for a in dataset.annotations_of(2)] == [2, 3]
+    inst = dataset.instances(dataset.images[1])
+    assert inst.attributes["approximate"].tolist() == [False, True]  # the box-only annotation
+    assert inst.boxes[1].tolist() == [10, 10, 5, 5]
+
+
+def _set(*path_and_value):
+    *keys, value = path_and_value
+
+    def mutate(data):
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        if value is DELETE:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+    return mutate
+
+
+DELETE = object()
+
+# (case id, mutation of the valid dataset, expected message after "annotations.json: ")
+CASES = [
+    ("no-keys", lambda d: d.clear() or d.update({"x": 1}), "'images' is missing or not a list"),
+    ("no-annotations", _set("annotations", DELETE), "'annotations' is missing or not a list"),
+    ("categories-not-list", _set("categories", {"id": 1}), "'categories' is missing or not a list"),
+    ("category-no-name", _set("categories", 1, "name", DELETE), r"categories\[1\]: needs an integer 'id' and a string 'name'"),
+    ("category-str-id", _set("categories", 0, "id", "1"), r"categories\[0\]: needs an integer 'id'"),
+    ("category-duplicate", _set("categories", 1, "id", 1), r"categories\[1\]: duplicate category id 1"),
+    ("image-not-object", _set("images", 0, "one.png"), r"images\[0\]: not an object"),
+    ("image-no-id", _set("images", 1, "id", DELETE), r"images\[1\]: 'id' is missing or not an integer"),
+    ("image-bool-width", _set("images", 0, "width", True), r"images\[0\]: 'width' is missing or not an integer"),
+    ("image-float-height", _set("images", 0, "height", 20.0), r"images\[0\]: 'height' is missing or not an integer"),
+    ("image-no-file-name", _set("images", 0, "file_name", 7), r"images\[0\]: 'file_name' is missing or not a string"),
+    ("image-zero-width", _set("images", 1, "width", 0), r"images\[1\] \(id 2\): width and height must be positive"),
+    ("image-duplicate-id", _set("images", 1, "id", 1), r"images\[1\] \(id 1\): duplicate image id"),
+    ("image-file-missing", _set("images", 1, "file_name", "three.png"), r"images\[1\] \(id 2\): image file .*three.png not found"),
+    ("ann-no-id", _set("annotations", 0, "id", DELETE), r"annotations\[0\]: needs an integer 'id'"),
+    ("ann-not-object", _set("annotations", 2, [1, 2]), r"annotations\[2\]: needs an integer 'id'"),
+    ("ann-duplicate-id", _set("annotations", 2, "id", 1), r"annotations\[2\] \(id 1\): duplicate annotation id"),
+    ("ann-unknown-image", _set("annotations", 1, "image_id", 9), r"annotations\[1\] \(id 2\): image_id 9 is not in images"),
+    ("ann-unknown-category", _set("annotations", 1, "category_id", 5), r"annotations\[1\] \(id 2\): category_id 5 is not in categories"),
+    ("bbox-three-numbers", _set("annotations", 2, "bbox", [1, 2, 3]), r"annotations\[2\] \(id 3\): bbox must be \[x, y, width, height\]"),
+    ("bbox-strings", _set("annotations", 2, "bbox", ["1", 2, 3, 4]), r"annotations\[2\] \(id 3\): bbox must be"),
+    ("bbox-no-area", _set("annotations", 2, "bbox", [1, 2, 0, 4]), r"annotations\[2\] \(id 3\): bbox \[1, 2, 0, 4\] has no area"),
+    ("bbox-outside", _set("annotations", 2, "bbox", [25, 10, 7, 5]), r"annotations\[2\] \(id 3\): bbox \[25, 10, 7, 5\] lies outside the 30×20 image"),
+    ("bbox-negative", _set("annotations", 2, "bbox", [-2, 0, 3, 3]), r"annotations\[2\] \(id 3\): bbox .* lies outside"),
+    ("no-shape", _set("annotations", 2, "bbox", DELETE), r"annotations\[2\] \(id 3\): has neither segmentation nor bbox"),
+    ("polygon-two-points", _set("annotations", 1, "segmentation", [[1, 1, 5, 1]]),
+     r"annotations\[1\] \(id 2\): segmentation\[0\] is not a polygon of at least 3 points"),
+    ("polygon-odd-length", _set("annotations", 1, "segmentation", [[1, 1, 5, 1, 5, 5, 1]]), r"segmentation\[0\] is not a polygon"),
+    ("polygon-not-list", _set("annotations", 1, "segmentation", [7]), r"segmentation\[0\] is not a polygon"),
+    ("rle-no-counts", _set("annotations", 0, "segmentation", {"size": [H, W]}),
+     r"annotations\[0\] \(id 1\): RLE segmentation needs 'size' and 'counts'"),
+    ("rle-wrong-size", _set("annotations", 0, "segmentation", "size", [W, H]),
+     r"annotations\[0\] \(id 1\): RLE size \[30, 20\] differs from image size \[20, 30\]"),
+    ("rle-int-counts", _set("annotations", 0, "segmentation", "counts", 5),
+     r"annotations\[0\] \(id 1\): RLE counts must be a string \(compressed\) or a list of run lengths"),
+    ("rle-negative-run", _set("annotations", 0, "segmentation", {"size": [H, W], "counts": [-1, H * W + 1]}),
+     r"annotations\[0\] \(id 1\): uncompressed RLE counts must be whole numbers >= 0"),
+    ("rle-short-runs", _set("annotations", 0, "segmentation", {"size": [H, W], "counts": [1, 2]}),
+     r"annotations\[0\] \(id 1\): uncompressed RLE counts cover 3 pixels, not 20×30 = 600"),
+    ("segmentation-string", _set("annotations", 0, "segmentation", "mask"),
+     r"annotations\[0\] \(id 1\): segmentation must be a polygon list or an RLE dict"),
+    ("empty-mask", _set("annotations", 0, "segmentation", {"size": [H, W], "counts": [H * W]}),
+     r"annotations\[0\] \(id 1\): empty mask"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_bad_record_is_one_line_naming_the_file_and_the_record(tmp_path, mutate, message):
+    data = copy.deepcopy(valid())
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(DatasetError) as err:
+        load_coco(path)
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith(f"{path}: ")
+    assert re.search(message, text[len(path) + 2:]), text
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", r"invalid JSON at line 1 column 1"),
+    ('{"images": [', r"invalid JSON at line 1"),
+    ("[1, 2]", r"expected a JSON object with images, annotations, categories"),
+    (b"\xff\xfe{", r"cannot read|invalid JSON"),
+], ids=["empty", "cut-short", "a-list", "not-utf8"])
+def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(DatasetError, match=message) as err:
+        load_coco(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(DatasetError, match=r"nowhere.json: file not found"):
+        load_coco(tmp_path / "nowhere.json")
+
+
+def test_crowd_and_box_only_records_are_accepted(tmp_path):
+    data = valid()
+    data["annotations"][0]["iscrowd"] = 1
+    data["annotations"][0]["segmentation"] = {"size": [H, W], "counts": [H * W]}  # empty crowd: allowed
+    assert len(load_coco(write(tmp_path, data)).annotations) == 3
+
+
+def test_image_files_are_not_needed_without_check_files(tmp_path):
+    data = valid()
+    data["images"][1]["file_name"] = "elsewhere/three.png"
+    dataset = load_coco(write(tmp_path, data), check_files=False)
+    assert dataset.image_file(dataset.images[1]) == tmp_path / "elsewhere" / "three.png"
+
+
+# ------------------------------------------------------------------ file names inside the image folder
 
 def _dataset(tmp_path, file_name: str):
     """A one-image COCO json under tmp_path/data whose image is `file_name`; a valid PNG lies both inside

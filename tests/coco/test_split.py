@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import synthetic_samples, write_coco_dataset
+from helpers import synthetic_samples, write_coco_dataset
 from vision_synth.coco.commands import add_dataset_parsers
 from vision_synth.coco.split import parse_ratios, split_dataset, split_file, stratified_assignment
 from vision_synth.errors import VisionSynthError

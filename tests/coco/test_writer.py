@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from conftest import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
+from helpers import check_coco_labels, coco_self_eval, synthetic_samples, write_coco_dataset
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.writer import ShardWriter, merged_records, read_shard, sample_records, write_annotations
 
@@ -67,7 +67,7 @@ def test_polygon_output_keeps_area_and_box_of_the_written_polygon(tmp_path):
 def test_written_files_are_readable_by_others(tmp_path):
     import os
 
-    from vision_synth.coco.writer import write_atomic
+    from vision_synth.files import write_atomic
 
     write_atomic(tmp_path / "f.txt", "x")
     umask = os.umask(0)

@@ -1,7 +1,5 @@
-"""Shared by the diffusion tests: tiny model folders (built once per session) and dataset configs.
-
-Not a conftest.py: tests/conftest.py is imported as `conftest` by the other test folders.
-"""
+"""Plain helpers of the diffusion tests: paths, prompts, specs and dataset configs over the tiny
+models. Fixtures (the tiny model folders, no network, an empty hub cache, one CPU thread): conftest.py."""
 
 from __future__ import annotations
 
@@ -9,26 +7,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import pytest
+import numpy as np
 
 from vision_synth.diffusion.spec import DiffusionSpec
-from vision_synth.diffusion.tiny import TinyModels, save_tiny_models
+from vision_synth.diffusion.tiny import TinyModels
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CLIP = REPO / "tests" / "assets" / "tiny_clip"
 CATEGORIES = ("scratch", "crack", "stain", "pit", "dent", "particles")
-PROMPTS = {name: {"prompt": f"a {name} on a metal surface", "negative_prompt": "blurry"} for name in CATEGORIES}
+# the ADE20K class each category is drawn as in a segmentation control map (ADE20K has no defects)
+ADE20K = {"scratch": "rock", "crack": "earth", "stain": "water", "pit": "sand", "dent": "base", "particles": "grass"}
+PROMPTS = {name: {"prompt": f"a {name} on a metal surface", "negative_prompt": "blurry", "ade20k": ADE20K[name]}
+           for name in CATEGORIES}
 SCENE_PROMPT = {"prompt": "a photo of a brushed metal surface", "negative_prompt": "low quality"}
 
-_models: dict[str, TinyModels] = {}
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> TinyModels:
-    """The three tiny model folders, saved once per session (safetensors)."""
-    if "models" not in _models:
-        _models["models"] = save_tiny_models(tmp_path_factory.mktemp("tiny_models"), TINY_CLIP)
-    return _models["models"]
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +41,10 @@ def config_class():
 def diffusion_spec(models: TinyModels, mode: str, **changes) -> DiffusionSpec:
     data = dict(mode=mode, model=str(models.folder(mode)), prompts=PROMPTS, steps=2, device="cpu", batch_size=3,
                 strength=0.5 if mode == "refine" else None,
-                check={"min_agreement": 0.3})
+                # the tiny models draw noise, which the inpaint check rightly rejects as re-texturing:
+                # tests of the mechanics keep every inpainted instance; test_generator's fake
+                # pipelines test the verdicts
+                check={"min_agreement": 0.0 if mode == "inpaint-insert" else 0.3})
     if mode == "layout-to-image":
         data["controlnet"] = str(models.controlnet)
     if mode != "inpaint-insert":
@@ -69,36 +64,129 @@ def dataset_config(models: TinyModels, mode: str, size: int = 64, num_images: in
         diffusion=diffusion_spec(models, mode, **changes))
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-    import socket
+def publish_like_hub(folder: Path, dest: Path, fp32: str = "bin", variants: tuple[str, ...] = ("fp16",)) -> Path:
+    """`folder` (a save_pretrained model or pipeline) rewritten under `dest` as the hub repos lay
+    out their files: the full-precision weights as pickles (`fp32="bin"`: pytorch_model.bin /
+    diffusion_pytorch_model.bin, as stable-diffusion-v1-5/stable-diffusion-inpainting), as plain
+    safetensors beside the bin (`fp32="both"`: lllyasviel/sd-controlnet-*), and each variant as
+    NAME.VARIANT.safetensors (in half precision)."""
+    import shutil
 
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[1:] if len(args) > 1 else args}")
+    import torch
+    from safetensors.torch import load_file, save_file
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    shutil.copytree(folder, dest)
+    for weights in sorted(dest.rglob("*.safetensors")):
+        tensors = load_file(weights)
+        stem = weights.name[: -len(".safetensors")]
+        pickle_name = "pytorch_model.bin" if stem == "model" else f"{stem}.bin"
+        torch.save(tensors, weights.with_name(pickle_name))
+        for variant in variants:
+            save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()},
+                      weights.with_name(f"{stem}.{variant}.safetensors"))
+        if fp32 == "bin":
+            weights.unlink()
+    return dest
 
 
-@pytest.fixture
-def empty_hub_cache(monkeypatch, tmp_path):
-    """An empty Hugging Face cache, so the machine's own cache plays no part."""
-    import huggingface_hub.constants
+def add_safety_checker(pipeline: Path) -> None:
+    """Give a saved pipeline folder a (tiny) safety_checker/ and feature_extractor/, listed in its
+    model_index.json, as the SD 1.5 repos have them."""
+    import json
 
-    cache = tmp_path / "hf_cache"
-    cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
+    from vision_synth.diffusion.tiny import tiny_feature_extractor, tiny_safety_checker
+
+    tiny_safety_checker().save_pretrained(pipeline / "safety_checker", safe_serialization=True)
+    tiny_feature_extractor().save_pretrained(pipeline / "feature_extractor")
+    index = json.loads((pipeline / "model_index.json").read_text())
+    index.update(safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"],
+                 feature_extractor=["transformers", "CLIPImageProcessor"], requires_safety_checker=True)
+    (pipeline / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    """Run the models on one CPU thread: with two, OpenMP's spinning threads slow these tiny models
-    down twentyfold as soon as another process shares the cores (0.25 s against 6 s per call)."""
+# ------------------------------------------------------------------ fake pipelines (pixel space)
+class FakeVae:
+    """Decodes pixel-space 'latents' as they are; `nan_in` dtypes decode to NaN (an fp16 overflow)."""
+
+    def __init__(self, dtype, nan_in=()):
+        import types
+
+        self.dtype, self.nan_in = dtype, nan_in
+        self.config = types.SimpleNamespace(scaling_factor=1.0)
+        self.decodes: list = []  # the dtype of each decode call
+
+    def to(self, dtype):
+        self.dtype = dtype
+        return self
+
+    def decode(self, latents, return_dict=False):
+        import torch
+
+        self.decodes.append(self.dtype)
+        out = latents.to(self.dtype).clone()
+        if self.dtype in self.nan_in:
+            out[:] = torch.nan
+        return (out,)
+
+
+class FakeInpaintPipeline:
+    """The pieces of a diffusers inpainting pipeline that vision_synth calls, drawing in pixel
+    space with `draw(image, mask, generator) -> H×W×3 float in [0, 1]` (image, mask: numpy)."""
+
+    def __init__(self, draw, size: int = 64, vae_dtype=None, nan_in=(), flag=None):
+        import types
+
+        import torch
+        from diffusers.image_processor import VaeImageProcessor
+
+        self.draw, self.flag = draw, flag
+        self.vae = FakeVae(vae_dtype or torch.float32, nan_in)
+        self.vae_scale_factor = 8
+        self.unet = types.SimpleNamespace(config=types.SimpleNamespace(sample_size=size // 8, in_channels=9))
+        self.text_encoder = types.SimpleNamespace(dtype=torch.float32)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=8)
+        self.safety_checker = None if flag is None else object()
+        self._execution_device = torch.device("cpu")
+        self.calls: list[dict] = []
+
+    def __call__(self, **kwargs):
+        import types
+
+        import torch
+
+        self.calls.append(kwargs)
+        images = [self.draw(image, mask[..., 0] > 0.5, g)
+                  for image, mask, g in zip(kwargs["image"], kwargs["mask_image"], kwargs["generator"])]
+        latents = torch.from_numpy(np.stack(images).astype(np.float32)).permute(0, 3, 1, 2) * 2 - 1
+        return types.SimpleNamespace(images=latents)
+
+    def run_safety_checker(self, image, device, dtype):
+        return image, [self.flag(i) for i in range(len(image))]
+
+
+def retexture_everywhere(image, mask, generator):
+    """A model that only re-draws the surface's texture, inside the mask and around it alike."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    noise = torch.rand(image.shape, generator=generator).numpy()
+    return np.clip(image + (noise - 0.5) * 0.5, 0, 1)
+
+
+def insert_distinct_object(image, mask, generator):
+    """A model that paints a distinct object into the mask and leaves the rest nearly as it was."""
+    import torch
+
+    noise = torch.rand(image.shape, generator=generator).numpy()
+    out = np.clip(image + (noise - 0.5) * 0.02, 0, 1)  # VAE round-trip noise
+    out[mask] = (0.95, 0.1, 0.1)
+    return out
+
+
+def with_pipeline(generator, pipe):
+    """`generator` (a DiffusionGenerator or Inpainter) running `pipe` instead of its loaded one."""
+    import dataclasses
+
+    generator.loaded = dataclasses.replace(generator.loaded, pipe=pipe)
+    if hasattr(generator, "resolution"):
+        generator.resolution = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    return generator

@@ -38,20 +38,48 @@ def painted(background, mask, value, fraction=1.0):
 def test_inserted_agreement_is_the_changed_fraction(fraction, expected):
     bg = flat()
     out = painted(bg, MASKS[0], 200, fraction)
-    agreement, changed = check.inserted_agreement(out, bg, MASKS, min_difference=12, ring=4)
+    agreement, changed = check.inserted_agreement(out, bg, MASKS, min_difference=12, ring=4, raw=[out, out])
     assert agreement[0] == pytest.approx(expected)
     assert agreement[1] == 0.0  # the other instance was left as background
     assert not (changed & ~MASKS).any()
+
+
+def retextured(background, seed, spread=40):
+    """What a model that only re-textures the surface makes: the same kind of texture everywhere."""
+    return noisy(seed, spread)
+
+
+def test_a_retextured_region_is_not_an_insert():
+    # on a textured part, the mask's pixels of a re-textured output differ from the background
+    # by the texture's own spread; the model's raw output differs as much in the ring
+    bg = noisy(0)
+    raw = retextured(bg, seed=1)
+    pasted = bg.copy()
+    pasted[MASKS[0]] = raw[MASKS[0]]  # pasted inside the mask only: its ring is the background
+    blind, _ = check.inserted_agreement(pasted, bg, MASKS[:1], min_difference=12, ring=4, raw=[pasted])
+    assert blind[0] > 0.5  # measured on the pasted image, re-texturing passes as an insert
+    agreement, _ = check.inserted_agreement(pasted, bg, MASKS[:1], min_difference=12, ring=4, raw=[raw])
+    assert agreement[0] < 0.2  # against the raw output's ring it does not stand out
+
+
+def test_a_distinct_object_on_texture_is_an_insert():
+    bg = noisy(0)
+    raw = np.clip(bg.astype(int) + noisy(1, spread=6).astype(int) - 100, 0, 255).astype(np.uint8)  # VAE-like noise
+    raw[MASKS[0]] = (250, 30, 30)
+    pasted = bg.copy()
+    pasted[MASKS[0]] = raw[MASKS[0]]
+    agreement, _ = check.inserted_agreement(pasted, bg, MASKS[:1], min_difference=12, ring=4, raw=[raw])
+    assert agreement[0] > 0.9
 
 
 def test_inserted_change_below_the_ring_noise_does_not_count():
     bg = flat()
     out = noisy(spread=40)  # everything changed by up to 40: the ring's noise level is high
     out[MASKS[0]] = 120  # a change of 20 inside the mask: below that noise
-    agreement, _ = check.inserted_agreement(out, bg, MASKS, min_difference=12, ring=4)
+    agreement, _ = check.inserted_agreement(out, bg, MASKS, min_difference=12, ring=4, raw=[out, out])
     assert agreement[0] < 0.2
     out[MASKS[0]] = 250  # far above it
-    agreement, _ = check.inserted_agreement(out, bg, MASKS, min_difference=12, ring=4)
+    agreement, _ = check.inserted_agreement(out, bg, MASKS, min_difference=12, ring=4, raw=[out, out])
     assert agreement[0] == 1.0
 
 

@@ -1,11 +1,13 @@
-"""The layout comes from the compositor, and the control maps are drawn from its masks."""
+"""The layout comes from the compositor's own plan, and the control maps are drawn as the
+ControlNets' training data was (ADE20K palette, Canny of the image)."""
 
+import cv2
 import numpy as np
 import pytest
 
 from diffusion_helpers import REPO
-from vision_synth.diffusion.check import dilate
-from vision_synth.diffusion.layout import PALETTE, category_colors, edge_map, scene_layout, segmentation_map
+from vision_synth.diffusion.ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_color
+from vision_synth.diffusion.layout import canny_map, category_colors, segmentation_map
 from vision_synth.types import Instances
 
 
@@ -22,15 +24,25 @@ def compositor():
 @pytest.mark.parametrize("index", range(6))
 def test_layout_is_the_compositors_scene_on_its_own_background(compositor, index):
     sample = compositor.sample(index)
-    layout = scene_layout(compositor, index)
+    layout = compositor.layout(index)
     assert np.array_equal(layout.composite, sample.image)
     assert np.array_equal(layout.instances.masks, sample.instances.masks)
-    assert layout.background_name == sample.provenance.background
-    # the background drawn again is the one the scene was pasted on: away from the instances
-    # (soft defect edges reach a little past their masks) the two agree pixel for pixel
-    away = ~dilate(layout.instances.masks.any(axis=0), 12) if len(layout.instances) else np.ones((96, 96), bool)
-    same = (layout.composite == layout.background).all(axis=2)
-    assert same[away].mean() > 0.99
+    assert layout.background_name == sample.provenance.background and layout.index == index
+    # the background is the very one the scene was pasted on: where the composite differs from
+    # it, something was pasted (instances, and the soft edges of defects just past their masks)
+    from vision_synth.diffusion.check import dilate
+
+    differs = (layout.composite != layout.background).any(axis=2)
+    near = dilate(layout.instances.masks.any(axis=0), 12) if len(layout.instances) else np.zeros((96, 96), bool)
+    assert not (differs & ~near).any()
+    assert len(layout.instances) == 0 or differs.any()
+
+
+def test_the_palette_is_ade20ks():
+    assert len(ADE20K_CLASSES) == len(ADE20K_PALETTE) == 150
+    assert ADE20K_CLASSES[0] == "wall" and tuple(ADE20K_PALETTE[0]) == (120, 120, 120)
+    assert tuple(ade20k_color("table")) == (255, 6, 82)  # class 15 of mmseg's ADE20KDataset
+    assert tuple(ade20k_color("flag")) == (92, 0, 255)  # the last
 
 
 def two_squares():
@@ -40,18 +52,26 @@ def two_squares():
     return Instances(masks, [1, 3])
 
 
-def test_segmentation_map_fills_masks_with_category_colours():
+def test_segmentation_map_is_drawn_in_ade20k_colours_on_the_background_class():
     inst = two_squares()
-    colors = category_colors([1, 3], {3: (9, 8, 7)})
-    seg = segmentation_map(inst, colors)
-    assert (seg[inst.masks[0]] == PALETTE[0]).all()
-    assert (seg[inst.masks[1]] == (9, 8, 7)).all()
-    assert (seg[~inst.masks.any(axis=0)] == 0).all()
+    colors = category_colors({1: "ball", 3: "bottle"})
+    seg = segmentation_map(inst, colors, ade20k_color("table"))
+    assert (seg[inst.masks[0]] == ade20k_color("ball")).all()
+    assert (seg[inst.masks[1]] == ade20k_color("bottle")).all()
+    assert (seg[~inst.masks.any(axis=0)] == ade20k_color("table")).all()
+    # every pixel holds a palette colour: nothing the ControlNet never saw (no black)
+    palette = {tuple(c) for c in ADE20K_PALETTE}
+    assert {tuple(c) for c in seg.reshape(-1, 3)} <= palette
 
 
-def test_edge_map_draws_only_outlines():
-    inst = two_squares()
-    edges = edge_map(inst)[..., 0] > 0
-    assert edges[2, 5] and edges[16, 20]  # on the borders
-    assert not edges[7, 7] and not edges[23, 23]  # not inside
-    assert not edges[0:1, 20:].any()  # not far away
+def test_canny_map_is_the_edges_of_the_composited_image():
+    rng = np.random.default_rng(0)
+    image = np.full((48, 48, 3), 90, np.uint8)
+    image[8:40, 8:40] = 200  # an object
+    image[20:28, 20:28] = 40  # with a dark detail inside: an edge no mask outline has
+    image = np.clip(image + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+    edges = canny_map(image)
+    assert edges.shape == (48, 48, 3) and set(np.unique(edges)) <= {0, 255}
+    assert np.array_equal(edges[..., 0], cv2.Canny(image, 100, 200))
+    assert edges[20:28, 19:21].any()  # the inner detail's edge is in the map
+    assert not edges[0:4, 0:4].any()  # flat background: no edges

@@ -22,7 +22,16 @@ SCENE = {"prompt": "a metal surface"}
     ({"mode": "refine", "scene_prompt": SCENE, "steps": 2}, "steps × strength must be at least 1"),
     ({"mode": "inpaint-insert", "attention": "flash"}, "Input should be"),
     ({"mode": "inpaint-insert", "scheduler": "pndm"}, "Input should be"),
-    ({"mode": "inpaint-insert", "prompts": {"pit": {"prompt": "a pit", "color": [0, 0, 300]}}}, "0..255"),
+    ({"mode": "inpaint-insert", "prompts": {"pit": {"prompt": "a pit", "ade20k": "pothole"}}},
+     "'pothole' is not one of the 150 ADE20K classes"),
+    ({"mode": "layout-to-image", "controlnet": "cn", "scene_prompt": SCENE, "prompts": {"ball": {"prompt": "a ball"}}},
+     "set prompts.<name>.ade20k for ball"),
+    ({"mode": "layout-to-image", "controlnet": "cn", "scene_prompt": SCENE, "control": "canny",
+      "prompts": {"ball": {"prompt": "a ball"}}}, None),
+    ({"mode": "layout-to-image", "controlnet": "cn", "scene_prompt": SCENE, "control_background": "tabletop"},
+     "control_background: 'tabletop' is not one of the 150 ADE20K classes \\(close: table"),
+    ({"mode": "refine", "scene_prompt": SCENE, "controlnet_variant": "fp16"}, "controlnet_variant applies with a controlnet"),
+    ({"mode": "inpaint-insert", "control": "edges"}, "Input should be 'segmentation' or 'canny'"),
     ({"mode": "inpaint-insert", "unknown": 1}, "Extra inputs are not permitted"),
 ])
 def test_modes_validate(changes, error):
@@ -38,4 +47,5 @@ def test_defaults():
     spec = DiffusionSpec(mode="refine", model="m", scene_prompt=SCENE)
     assert spec.offline and spec.scheduler == "dpmsolver++" and spec.dtype == "auto" and spec.attention == "auto"
     assert spec.effective_strength == 0.3
+    assert spec.variant == "auto" and spec.controlnet_variant == "auto" and spec.max_redraws == 2
     assert DiffusionSpec(mode="inpaint-insert", model="m").effective_strength == 1.0

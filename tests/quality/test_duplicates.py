@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import write_coco_dataset
-from quality_fixtures import real, synthetic
+from helpers import write_coco_dataset
+from quality_helpers import real, synthetic
 from vision_synth.coco.reader import load_coco
 from vision_synth.publish import Publication, publish
 from vision_synth.quality.duplicates import cosine_pairs, find_duplicates, hamming, hash_pairs, phash

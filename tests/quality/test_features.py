@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from quality_fixtures import add_noise, inception_weights, real, small_inception  # noqa: F401 (fixtures)
+from quality_helpers import add_noise, real
 from vision_synth.errors import VisionSynthError
 from vision_synth.quality.features import _network, load_extractor
 from vision_synth.quality.fidelity import frechet_distance, kernel_inception_distance
@@ -15,6 +15,7 @@ from vision_synth.quality.spec import WEIGHTS_ENV
 pytest.importorskip("torch_fidelity", reason="fidelity tests need torch-fidelity (the fid extra)")
 
 
+@pytest.mark.slow  # Inception features of three sets (~10 s)
 def test_fid_and_kid_are_zero_for_a_set_against_itself_and_rise_with_noise(inception_weights, small_inception,
                                                                           monkeypatch):
     monkeypatch.setenv(WEIGHTS_ENV, str(inception_weights))  # the path a user would take

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_coco_dataset
-from quality_fixtures import small_inception  # noqa: F401 (fixture)
+from helpers import write_coco_dataset
 from vision_synth.coco.reader import load_coco
 from vision_synth.publish import check_and_publish
 from vision_synth.quality.spec import load_quality_spec

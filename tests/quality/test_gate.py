@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quality_fixtures import make_pair
+from quality_helpers import make_pair
 from vision_synth.publish import check_and_publish
 from vision_synth.quality import gate as gates
 from vision_synth.quality.spec import GateSpec, QualitySpec, load_quality_spec

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_coco_dataset
-from quality_fixtures import real, synthetic
+from helpers import write_coco_dataset
+from quality_helpers import real, synthetic
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import load_coco
 from vision_synth.quality.labels import check_labels

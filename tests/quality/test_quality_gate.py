@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from quality_fixtures import check_args, make_pair, real, small_inception, synthetic  # noqa: F401 (fixture)
+from quality_helpers import check_args, make_pair, real, synthetic
 from vision_synth.coco.reader import load_coco
 from vision_synth.errors import ConfigError, VisionSynthError
 from vision_synth.quality.gate import GateFailed
@@ -94,6 +94,7 @@ def test_a_dataset_that_breaks_a_threshold_is_rejected_until_a_check_passes(tmp_
     assert not list(dataset.glob("*.rejected.*")) and not (dataset / "REJECTED.md").exists()
 
 
+@pytest.mark.slow  # three checks of a dataset (~25 s)
 def test_a_planted_duplicate_fails_the_gate_or_is_removed(tmp_path, small_inception):
     samples = synthetic(12, seed=9)
     samples[7] = samples[7].replace(image=samples[2].image.copy(), instances=samples[2].instances)  # image id 8
@@ -129,6 +130,7 @@ def test_memorisation_flags_a_planted_copy_of_a_reference_image(tmp_path, small_
     assert (5, 7) in against  # the perceptual hash finds it too
 
 
+@pytest.mark.slow  # two checks with features (~20 s)
 def test_memorisation_is_off_without_a_learned_generator_unless_asked(tmp_path, small_inception):
     dataset, ref, ref_images = make_pair(tmp_path, n_reference=12, n_synthetic=8)
     config = write_quality_config(tmp_path, {})

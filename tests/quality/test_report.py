@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quality_fixtures import TEST_INPUT_SIZE, make_pair, synthetic
+from quality_helpers import TEST_INPUT_SIZE, make_pair, synthetic
 from vision_synth.quality.spec import load_quality_spec
 
 pytest.importorskip("torch_fidelity", reason="the check's features need torch-fidelity (the fid extra)")
+pytestmark = pytest.mark.slow  # one full check with every section, utility training included (~45 s)
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXPECTED_TABLES = {

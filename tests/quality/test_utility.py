@@ -3,8 +3,8 @@ scored on the same held-out real images; categories are matched by name."""
 
 import math
 
-from conftest import write_coco_dataset
-from quality_fixtures import real, synthetic
+from helpers import write_coco_dataset
+from quality_helpers import real, synthetic
 from vision_synth.detector import TrainConfig
 import numpy as np
 import pytest

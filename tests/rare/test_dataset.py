@@ -3,9 +3,8 @@ import json
 import pytest
 import yaml
 
-from cli_helpers import run
-from conftest import check_coco_labels, coco_self_eval
-from rare_fixtures import write_rare_dataset
+from helpers import check_coco_labels, coco_self_eval
+from rare_helpers import run, write_rare_dataset
 from vision_synth.rare.dataset import SYNTHETIC_PREFIX, augment_rare
 from vision_synth.rare.policy import load_policy
 

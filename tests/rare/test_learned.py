@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cli_helpers import run
-from conftest import check_coco_labels
-from rare_fixtures import write_rare_dataset
+from helpers import check_coco_labels
+from rare_helpers import run, write_rare_dataset
 from vision_synth.rare.dataset import augment_rare
 from vision_synth.rare.learned import (TrainSpec, load_model, memorisation_filter, sample_crops, sample_cutouts,
                                        train, training_crops)

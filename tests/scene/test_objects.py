@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, check_coco_labels, small_config
+from helpers import REPO, check_coco_labels, small_config
 from vision_synth.cli import main
 from vision_synth.config import ColorJitter, ObjectSpec, BlendSpec
 from vision_synth.errors import DatasetError

@@ -2,8 +2,10 @@
 format (`A.to_dict` / `A.save`), check that they can keep labels exact, and run them seeded.
 
 No other module imports albumentations. A pipeline moves the image and a stack of mask planes in one
-call, so every geometric transform moves pixels and labels with the same parameters; boxes are never
-given to albumentations (they are derived from the transformed masks afterwards).
+call, so every geometric transform moves pixels and labels with the same parameters; boxes of a
+dataset are never given to albumentations (they are derived from the transformed masks afterwards).
+The one exception is `TrainingCrops`, the detector's training views, whose boxes live only for one
+training step and are never written.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vision_synth.errors import ConfigError, VisionSynthError
+from vision_synth.spec import read_yaml
 
 # albumentations asks PyPI for a newer version at import time unless told not to; keep runs offline
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -113,18 +115,7 @@ def load_pipeline(value: dict[str, Any] | str | Path, base_dir: Path | None = No
 
 
 def read_pipeline_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: pipeline file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)  # YAML is a superset of the JSON that A.save writes
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML/JSON ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, "pipeline file", "YAML/JSON")  # YAML is a superset of the JSON that A.save writes
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an albumentations pipeline (a mapping saved with A.save)")
     return data
@@ -258,3 +249,27 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     value = getattr(obj, "value", obj)
     return value.item() if isinstance(value, np.generic) else value
+
+
+class TrainingCrops:
+    """The detector's training views (vision_synth/detector.py): a random scale in `scale`, padding
+    to and a random crop of `size`×`size`, then flips and a transpose when `flips`; boxes (XYXY
+    pixels) carried by albumentations and kept while at least `min_visibility` of each stays in
+    the crop. Each call is seeded by `rng` alone."""
+
+    def __init__(self, size: int, scale: tuple[float, float], flips: bool, min_visibility: float = 0.3) -> None:
+        steps = [A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0),
+                 A.PadIfNeeded(size, size, border_mode=0, fill=0), A.RandomCrop(size, size)]
+        if flips:
+            steps += [A.HorizontalFlip(), A.VerticalFlip(), A.Transpose()]
+        self.compose = A.Compose(steps, bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, min_width=2, min_height=2))
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # one generator shared in turn by the transforms (set_random_seed would give each the same seed)
+        seed = int(rng.integers(2**63))
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        out = self.compose(image=image, bboxes=boxes, labels=labels)
+        return (out["image"], np.asarray(out["bboxes"], np.float32).reshape(-1, 4),
+                np.asarray(out["labels"], np.int64).reshape(-1))

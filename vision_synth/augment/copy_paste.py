@@ -69,7 +69,7 @@ def _candidates(sources: list[Sample], spec: CopyPasteSpec) -> tuple[list[tuple[
 def _layer(source: Sample, row: int, rng: np.random.Generator, spec: CopyPasteSpec) -> Layer:
     """The instance's pixels inside its mask, scaled and maybe mirrored, as a Layer to paste."""
     mask = source.instances.masks[row]
-    x, y, w, h = (int(v) for v in mask_ops.derive_boxes(mask[None])[0])
+    x, y, w, h = mask_ops.mask_box(mask)
     alpha = mask[y : y + h, x : x + w].astype(np.float32)
     rgb = source.image[y : y + h, x : x + w].astype(np.float32)
     factor = uniform(rng, spec.scale)

@@ -19,12 +19,11 @@ from tqdm import tqdm
 from vision_synth import __version__
 from vision_synth.augment.spec import AugmentSpec
 from vision_synth.augment.stage import augmented_copies, source_of
-from vision_synth.coco.export import staged_output
 from vision_synth.coco.reader import CocoDataset, load_coco
-from vision_synth.coco.writer import (ShardWriter, encode_image, image_file_name, sample_records, write_annotations,
-                                      write_atomic)
+from vision_synth.coco.writer import ShardWriter, image_file_name, sample_records, write_annotations
 from vision_synth.errors import DatasetError, VisionSynthError
-from vision_synth.scene.objects import read_image
+from vision_synth.files import staged_output
+from vision_synth.imageio import read_image, write_image
 from vision_synth.types import Provenance, Sample
 
 
@@ -116,7 +115,7 @@ def augment_coco(annotations: str | Path, images: str | Path | None, spec: Augme
 
     crowd = sum(1 for a in dataset.annotations if a.get("iscrowd", 0))
     # built in .OUT.partial-PID-TOKEN; an existing OUT (--overwrite) is replaced only once the new one is whole
-    with staged_output(out, overwrite) as work:
+    with staged_output(out, replace=overwrite) as work:
         shard = work / "records.jsonl"
         written = 0
         with ShardWriter(shard) as writer:
@@ -126,7 +125,7 @@ def augment_coco(annotations: str | Path, images: str | Path | None, spec: Augme
                 for variant in augmented_copies(sample, pipeline, spec, sources):
                     _, copy = source_of(variant.index, spec)
                     name = image_file_name(variant.index, fmt)
-                    write_atomic(work / "images" / name, encode_image(variant.image, fmt, quality))
+                    write_image(work / "images" / name, variant.image, fmt, quality)
                     writer.add(_records(variant, dataset.images[j], copy, fmt, segmentation))
                     written += 1
         info = {**dataset.info,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import CountRange, PositiveRange, Spec
+from vision_synth.spec import CountRange, PositiveRange, Spec, read_yaml, validate_spec
 
 
 class CopyPasteSpec(Spec):
@@ -106,21 +106,16 @@ def load_augment_spec(path: str | Path | None, defaults: dict[str, Any] | None =
     `defaults` and `overrides` alone when `path` is None. `defaults` fill keys the file leaves out;
     non-None `overrides` (command-line flags) replace keys. A pipeline path in the file is relative
     to the file; one given as an override, to the working directory."""
-    from vision_synth.config import _read_yaml, validation_message
-
     data: dict[str, Any] = {}
     source = "command line"
     if path is not None:
         path = Path(path)
         source = str(path)
-        data = _read_yaml(path) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of augment keys (pipeline, copies, ...)")
         if isinstance(data.get("pipeline"), str):
             pipeline = Path(data["pipeline"]).expanduser()
             data["pipeline"] = str(pipeline if pipeline.is_absolute() else path.parent / pipeline)
     data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return AugmentSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(source, exc, data)) from None
+    return validate_spec(AugmentSpec, data, source)

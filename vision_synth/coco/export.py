@@ -13,14 +13,11 @@ Class index k is the k-th category in id order. Box lines: `k cx cy w h`, segmen
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -29,8 +26,8 @@ from tqdm import tqdm
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.split import dataset_paths, existing_splits
-from vision_synth.coco.writer import write_atomic
 from vision_synth.errors import DatasetError, VisionSynthError
+from vision_synth.files import staged_output, write_atomic, write_json
 
 FORMATS = ("yolo", "yolo-seg", "coco")
 POLYGON_MODES = ("largest", "all")
@@ -54,89 +51,18 @@ def place_file(src: Path, dst: Path, link: str | None = None) -> None:
         raise ValueError(f"link must be one of {LINK_MODES}, got {link!r}")
 
 
-STAGE_KINDS = ("partial", "old")  # .OUT.partial-PID-TOKEN: being built; .OUT.old-PID-TOKEN: the replaced OUT
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def stage_path(out: Path, kind: str = "partial") -> Path:
-    """The hidden name beside `out` that this process builds it under: .OUT.partial-PID-TOKEN."""
-    out = Path(out)
-    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def remove_stale_stages(out: Path) -> list[Path]:
-    """Remove the staging folders (or files) beside `out` left by runs that were killed (their process
-    is gone); those of live runs stay. Returns what was removed."""
-    out = Path(out)
-    removed = []
-    for kind in STAGE_KINDS:
-        for stage in out.parent.glob(f".{out.name}.{kind}-*"):
-            pid = stage.name[len(f".{out.name}.{kind}-"):].split("-")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                if stage.is_dir() and not stage.is_symlink():
-                    shutil.rmtree(stage, ignore_errors=True)
-                else:
-                    stage.unlink(missing_ok=True)
-                removed.append(stage)
-    return removed
-
-
-@contextlib.contextmanager
-def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """The one way a command writes a new output folder: a fresh hidden folder beside `out`
-    (`.OUT.partial-PID-TOKEN`) to build into, renamed to `out` on success and removed on failure.
-    `out` must not exist or be an empty folder, unless `overwrite`: then it is replaced only once the
-    new one is whole. Stages of killed runs (PID gone) are removed first, so a SIGKILL leaves `out`
-    absent or complete and the next run cleans up after it."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_stages(out)
-    stage = stage_path(out)
-    stage.mkdir()
-    try:
-        yield stage
-        if not (out.exists() or out.is_symlink()):
-            os.replace(stage, out)
-        else:  # moved aside, then dropped: OUT is never half-written
-            old = stage_path(out, "old")
-            os.replace(out, old)
-            try:
-                os.replace(stage, out)
-            except BaseException:
-                os.replace(old, out)
-                raise
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
-
 def exported_segmentation(mask: np.ndarray, mode: str, largest_only: bool = False) -> tuple[Any, int, list[int]]:
     """A segmentation in `mode` ("polygon" or "rle-uncompressed") with the area and box of exactly the
     mask it encodes: a polygon rasterises to a slightly different mask than the source RLE."""
     if mode == "polygon":
         polygons = mask_ops.mask_to_polygons(mask, largest_only=largest_only)
-        raster = mask_ops.polygons_to_mask(polygons, *mask.shape)
-        if raster.any():
-            return polygons, int(raster.sum()), mask_ops.derive_boxes(raster[None])[0].tolist()
+        _, area, box = mask_ops.polygons_area_and_box(polygons, *mask.shape)
+        if area:
+            return polygons, area, box
         # too thin for a polygon to cover a pixel: the exact mask, in the form these tools read
     elif mode != "rle-uncompressed":
         raise ValueError(f"segmentation must be one of {COCO_SEGMENTATIONS}, got {mode!r}")
-    return mask_ops.uncompress_rle(mask), int(mask.sum()), mask_ops.derive_boxes(mask[None])[0].tolist()
+    return (mask_ops.uncompress_rle(mask), *mask_ops.raster_area_and_box(mask))
 
 
 def join_polygon_parts(parts: list[np.ndarray]) -> np.ndarray:
@@ -235,7 +161,7 @@ def export_dataset(root: str | Path, out: str | Path, fmt: str, polygons: str = 
     _check_options(fmt, polygons, segmentation, link)
     root, out = Path(root), Path(out)
     parts = _load_parts(root)
-    with staged_output(out, overwrite) as stage:
+    with staged_output(out, replace=overwrite) as stage:
         if fmt == "coco":
             result = _export_coco(root, parts, stage, segmentation, polygons == "largest", link, show_progress)
         else:
@@ -302,7 +228,7 @@ def _export_coco(root: Path, parts: dict[str, CocoDataset], stage: Path, segment
         data = {"info": dataset.info, "licenses": [], "categories": dataset.categories,
                 "images": dataset.images, "annotations": annotations}
         target = "annotations.json" if name == "all" else f"annotations_{name}.json"
-        write_atomic(stage / target, json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        write_json(stage / target, data)
         if name == "all":
             for im in dataset.images:
                 place_file(dataset.image_file(im), stage / "images" / im["file_name"], link)

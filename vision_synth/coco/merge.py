@@ -20,10 +20,11 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from vision_synth.coco.export import place_file, staged_output
+from vision_synth.coco.export import place_file
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.split import dataset_paths
 from vision_synth.coco.writer import ShardWriter, write_annotations
+from vision_synth.files import staged_output
 from vision_synth.errors import DatasetError, VisionSynthError
 
 PROVENANCE_KEYS = ("source_dataset", "source_image_id", "source_file_name")
@@ -77,7 +78,7 @@ def merge_datasets(roots: Sequence[str | Path], out: str | Path, link: str | Non
     out = Path(out)
     categories = CategoryMerger()
     inputs = []
-    with staged_output(out, overwrite) as stage:
+    with staged_output(out, replace=overwrite) as stage:
         shard = stage / "merge.jsonl"
         new_id = 0
         with ShardWriter(shard) as writer:

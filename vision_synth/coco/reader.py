@@ -104,8 +104,16 @@ def _check_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> Non
     elif isinstance(seg, dict):
         if "counts" not in seg or "size" not in seg:
             raise _fail(path, where, "RLE segmentation needs 'size' and 'counts'")
-        if list(seg["size"]) != [h, w]:
+        if not isinstance(seg["size"], list) or list(seg["size"]) != [h, w]:
             raise _fail(path, where, f"RLE size {seg['size']} differs from image size [{h}, {w}]")
+        counts = seg["counts"]
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                raise _fail(path, where, "uncompressed RLE counts must be whole numbers >= 0")
+            if sum(counts) != h * w:
+                raise _fail(path, where, f"uncompressed RLE counts cover {sum(counts)} pixels, not {h}×{w} = {h * w}")
+        elif not isinstance(counts, str):
+            raise _fail(path, where, "RLE counts must be a string (compressed) or a list of run lengths")
     else:
         raise _fail(path, where, "segmentation must be a polygon list or an RLE dict")
 
@@ -195,7 +203,11 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
                 raise _fail(path, where, f"bbox {bbox} lies outside the {w}×{h} image")
         if seg:
             _check_segmentation(path, where, seg, h, w)
-            if ann.get("iscrowd", 0) == 0 and not mask_ops.segmentation_to_mask(seg, h, w).any():
+            try:
+                mask = mask_ops.segmentation_to_mask(seg, h, w)
+            except (TypeError, ValueError) as exc:
+                raise _fail(path, where, f"segmentation cannot be decoded ({exc})") from None
+            if ann.get("iscrowd", 0) == 0 and not mask.any():
                 raise _fail(path, where, "empty mask")
         elif bbox is None:
             raise _fail(path, where, "has neither segmentation nor bbox")

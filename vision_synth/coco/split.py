@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
-from vision_synth.coco.writer import FILE_MODE
+from vision_synth.files import FILE_MODE, dumps_json, remove_stale_stages, stage_path
+from vision_synth.seeding import rng_for_dataset
 from vision_synth.errors import DatasetError, VisionSynthError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -147,7 +148,7 @@ def assign_splits(dataset: CocoDataset, ratios: Sequence[float], by_class: bool 
         what = "images" if allow_synthetic_eval else "real (non-synthetic) images"
         hint = "" if allow_synthetic_eval else "; pass --allow-synthetic-eval to evaluate on synthetic images"
         raise DatasetError(f"{dataset.path}: {len(pool)} {what} cannot fill {len(ratios)} splits{hint}")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
+    rng = rng_for_dataset(seed, "split")
     if by_class:
         column = {c["id"]: k for k, c in enumerate(dataset.categories)}
         counts = np.zeros((len(pool), len(column)), np.int64)
@@ -182,7 +183,6 @@ def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0
                   seed: int = 0, allow_synthetic_eval: bool = False) -> SplitResult:
     """Write DIR/annotations_{train,val[,test]}.json (atomically each) and remove a split file of an
     earlier run that this split does not produce."""
-    from vision_synth.coco.export import remove_stale_stages, stage_path
 
     ratios = parse_ratios(ratios)
     annotations, images = dataset_paths(root)
@@ -201,7 +201,7 @@ def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0
             files[name] = split_file(root, name)
             remove_stale_stages(files[name])  # .annotations_NAME.json.partial-PID-… of a killed run
             staged[name] = stage_path(files[name])
-            staged[name].write_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+            staged[name].write_text(dumps_json(data), encoding="utf-8")
             os.chmod(staged[name], FILE_MODE)
             n_images[name] = len(data["images"])
             per_class = {c["name"]: 0 for c in dataset.categories}

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from vision_synth import masks as mask_ops
+from vision_synth.files import atomic_open, dumps_json, write_atomic  # noqa: F401 (write_atomic: still imported from here by quality/, runner, detector)
+from vision_synth.imageio import IMAGE_SUFFIX
 from vision_synth.types import Sample
-
-IMAGE_SUFFIX = {"jpeg": "jpg", "png": "png"}
 
 
 def image_file_name(index: int, fmt: str) -> str:
@@ -28,49 +25,13 @@ def image_file_name(index: int, fmt: str) -> str:
     return f"{index + 1:09d}.{IMAGE_SUFFIX[fmt]}"
 
 
-def encode_image(image: np.ndarray, fmt: str, quality: int = 92) -> bytes:
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if fmt == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    else:
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise RuntimeError(f"could not encode a {fmt} image")
-    return buf.tobytes()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files owner-only
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temp file beside `path`, then rename: readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            os.fchmod(f.fileno(), FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _segmentation(mask: np.ndarray, rle: dict[str, Any], mode: str) -> tuple[Any, int, list[int]]:
     """The segmentation to write and the area and box of exactly that (written) mask."""
     if mode == "polygon":
         polygons = mask_ops.mask_to_polygons(mask)
-        raster = mask_ops.polygons_to_mask(polygons, *mask.shape)
-        if raster.any():
-            area = int(raster.sum())
-            return polygons, area, [int(v) for v in mask_ops.derive_boxes(raster[None])[0]]
+        _, area, box = mask_ops.polygons_area_and_box(polygons, *mask.shape)
+        if area:
+            return polygons, area, box
         # too thin for a polygon to cover a pixel: keep the exact RLE for this instance
     area, box = mask_ops.rle_area_and_box(rle)
     return rle, area, box
@@ -133,10 +94,6 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
     return {"index": sample.index, "image": image, "annotations": annotations}
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 class ShardWriter:
     """Appends one record line per sample; call `add` only after the sample's image is written."""
 
@@ -146,7 +103,7 @@ class ShardWriter:
         self._file = open(path, "a", encoding="utf-8")
 
     def add(self, record: dict[str, Any]) -> None:
-        self._file.write(_dumps(record) + "\n")
+        self._file.write(dumps_json(record) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -183,31 +140,37 @@ def merged_records(shard_paths: list[Path], limit: int | None = None) -> Iterato
             yield rec
 
 
+def write_coco(out_path: Path, info: dict[str, Any], categories: list[dict[str, Any]],
+               images: Iterable[dict[str, Any]], annotations: Iterable[dict[str, Any]]) -> None:
+    """A COCO instances file, atomically, one image or annotation record per line (each dumped
+    compactly as it is given); `images` and `annotations` are consumed once, in that order, so they
+    may be generators that hold one record at a time."""
+    with atomic_open(out_path, "w") as f:
+        f.write('{"info":' + dumps_json(info) + ',"licenses":[],"categories":' + dumps_json(categories))
+        f.write(',"images":[')
+        for n, image in enumerate(images):
+            f.write(("\n" if n == 0 else ",\n") + dumps_json(image))
+        f.write('\n],"annotations":[')
+        for n, ann in enumerate(annotations):
+            f.write(("\n" if n == 0 else ",\n") + dumps_json(ann))
+        f.write("\n]}\n")
+
+
 def write_annotations(out_path: Path, shard_paths: list[Path], info: dict[str, Any],
                       categories: list[dict[str, Any]], limit: int | None = None) -> dict[int, int]:
     """Stream the shards into one COCO annotations.json (atomically); annotation ids run from 1 in
     index order. Holds one record at a time, not the dataset. Samples with index >= `limit` are
     left out. Returns instance counts per category id."""
     counts: dict[int, int] = {c["id"]: 0 for c in categories}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            f.write('{"info":' + _dumps(info) + ',"licenses":[],"categories":' + _dumps(categories))
-            f.write(',"images":[')
-            for n, rec in enumerate(merged_records(shard_paths, limit)):
-                f.write(("\n" if n == 0 else ",\n") + _dumps(rec["image"]))
-            f.write('\n],"annotations":[')
-            ann_id = 0
-            for rec in merged_records(shard_paths, limit):
-                for ann in rec["annotations"]:
-                    ann_id += 1
-                    counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
-                    f.write(("\n" if ann_id == 1 else ",\n") + _dumps({"id": ann_id, **ann}))
-            f.write("\n]}\n")
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def annotations() -> Iterator[dict[str, Any]]:
+        ann_id = 0
+        for rec in merged_records(shard_paths, limit):
+            for ann in rec["annotations"]:
+                ann_id += 1
+                counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
+                yield {"id": ann_id, **ann}
+
+    images = (rec["image"] for rec in merged_records(shard_paths, limit))
+    write_coco(out_path, info, categories, images, annotations())
     return counts

@@ -4,7 +4,12 @@ A diffusion model may ignore its mask: paint background into it, or spill past i
 come from the plan, so each planned instance is measured against the pixels and dropped when they
 do not support it. What is measured (see CheckSpec for the thresholds):
 - inserted (inpaint-insert): the fraction of the mask whose pixels differ from the background
-  they were painted on by more than the noise level of the ring around the mask;
+  they were painted on by more than the noise floor: how much the model's raw output (before it
+  is pasted inside the mask) differs from the background in the ring just outside the region it
+  was asked to paint (the VAE round trip, and whatever re-texturing the model does everywhere).
+  A model that re-textures the whole surface changes that ring as much as the mask, so its
+  "insert" does not stand out; one that paints a distinct object into the mask does. A model that
+  re-textures only inside the mask is not caught by this floor (the semantic check is for that);
 - retained (refine): of the mask pixels that differed from the background before refining, the
   fraction that still differ after it;
 - separated (layout-to-image): how well the mean colours of the mask and of its ring separate
@@ -46,21 +51,34 @@ def dilate(mask: np.ndarray, width: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
 
 
+def floor_bands(painted: np.ndarray, within: np.ndarray, ring: int) -> np.ndarray:
+    """N×H×W: per instance, the band of width `ring` just outside `painted[k]` (the region the
+    model was asked to paint) and inside `within[k]` (where its raw output lies, e.g. its crop)."""
+    return np.stack([dilate(p, ring) & ~p & w for p, w in zip(painted, within)]) if len(painted) else painted.copy()
+
+
 def changed_pixels(output: np.ndarray, reference: np.ndarray, masks: np.ndarray, min_difference: float,
-                   ring: int) -> np.ndarray:
+                   ring: int, raw=None, bands=None) -> np.ndarray:
     """N×H×W: pixels of each mask that differ from `reference` by more than the noise around it.
 
-    The noise level of mask k is the 90th percentile of the difference in its ring (the band of
-    width `ring` around it, outside every mask), or outside all masks when the ring is empty; a
-    pixel counts as changed above max(min_difference, that level).
+    The noise level of mask k is the 90th percentile of the difference from `reference` in its
+    band, outside every mask: `bands[k]` (see floor_bands), by default the ring of width `ring`
+    around the mask (outside all masks when that ring is empty). It is measured on `raw[k]`, the
+    image the model made for mask k before it was pasted (by default `output` itself). A pixel
+    counts as changed above max(min_difference, that level).
     """
     diff = pixel_difference(output, reference)
     outside = ~masks.any(axis=0)
     changed = np.zeros_like(masks)
     for k, mask in enumerate(masks):
-        band = dilate(mask, ring) & outside
-        around = diff[band] if band.any() else diff[outside]
-        level = float(np.percentile(around, NOISE_PERCENTILE)) if around.size else 0.0
+        if bands is None:
+            band = dilate(mask, ring) & outside
+            if not band.any():
+                band = outside
+        else:
+            band = bands[k] & outside
+        around = diff if raw is None else pixel_difference(raw[k], reference)
+        level = float(np.percentile(around[band], NOISE_PERCENTILE)) if band.any() else 0.0
         changed[k] = mask & (diff > max(min_difference, level))
     return changed
 
@@ -72,9 +90,12 @@ def covered_fraction(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
         return np.where(n > 0, k / np.maximum(n, 1), np.nan)
 
 
-def inserted_agreement(output, background, masks, min_difference: float, ring: int) -> tuple[np.ndarray, np.ndarray]:
-    """(agreement, changed): fraction of each mask changed from `background`, and those pixels."""
-    changed = changed_pixels(output, background, masks, min_difference, ring)
+def inserted_agreement(output, background, masks, min_difference: float, ring: int,
+                       raw, bands=None) -> tuple[np.ndarray, np.ndarray]:
+    """(agreement, changed): fraction of each mask changed from `background` by more than the
+    noise floor of `raw[k]` (the model's own output for mask k, in `bands[k]`; see changed_pixels),
+    and those pixels."""
+    changed = changed_pixels(output, background, masks, min_difference, ring, raw, bands)
     return covered_fraction(changed, masks), changed
 
 

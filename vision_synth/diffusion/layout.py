@@ -1,71 +1,45 @@
-"""The layout a diffusion mode starts from, taken from the scene's compositor, and control maps.
+"""The control maps a ControlNet is conditioned on, drawn from the compositor's layout.
 
-The compositor already decides, from (seed, index) alone, the background and every instance's
-visible mask and category; diffusion reuses that decision instead of sampling a second layout.
+The layout itself (background, visible masks, categories) is `Compositor.layout(index)`: the
+compositor decides it from (seed, index) alone, and diffusion reuses that decision instead of
+sampling a second one. The maps are drawn as the ControlNets' training data was:
+- segmentation: each category filled with its ADE20K class colour, the rest of the image with the
+  background class (the palette of the annotator lllyasviel/sd-controlnet-seg learned from);
+- canny: cv2.Canny of the composited image, with the annotator's thresholds (100, 200), so the
+  map holds the objects' inner edges and texture as well as their outlines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-from vision_synth.seeding import rng_for
+from vision_synth.diffusion.ade20k import ade20k_color
+from vision_synth.scene.compositor import Layout
 from vision_synth.types import Instances
 
-# distinct colours (matplotlib's tab20) for categories without a configured control colour
-PALETTE = np.array([
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120),
-    (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (199, 199, 199),
-    (219, 219, 141), (158, 218, 229)], np.uint8)
+__all__ = ["Layout", "canny_map", "category_colors", "segmentation_map"]
+
+# thresholds of the ControlNet canny annotator (lllyasviel/ControlNet annotator/canny, gradio demo defaults)
+CANNY_LOW, CANNY_HIGH = 100, 200
 
 
-@dataclass(frozen=True, eq=False)
-class Layout:
-    """One planned scene: `instances` are the planned visible masks (later ones on top)."""
-
-    index: int
-    seed: int
-    background: np.ndarray  # H×W×3 uint8, before anything was pasted
-    composite: np.ndarray  # H×W×3 uint8, the compositor's image
-    instances: Instances
-    background_name: str | None
+def category_colors(ade20k_names: dict[int, str]) -> dict[int, np.ndarray]:
+    """Category id → the palette colour of the ADE20K class it is drawn as."""
+    return {int(c): ade20k_color(name) for c, name in ade20k_names.items()}
 
 
-def scene_layout(compositor, index: int) -> Layout:
-    """The compositor's scene for `index`, with the background it was pasted on.
-
-    The background is drawn again from a fresh rng_for(seed, index): the compositor draws it first
-    from that generator, so the draw is the same (tests/diffusion/test_layout.py holds it to that).
-    """
-    sample = compositor.sample(index)
-    height, width = sample.image.shape[:2]
-    background, _, _ = compositor.backgrounds.draw(rng_for(sample.seed, index), height, width)
-    return Layout(index, sample.seed, background, sample.image, sample.instances, sample.provenance.background)
-
-
-def category_colors(category_ids, configured: dict[int, tuple[int, int, int]]) -> dict[int, np.ndarray]:
-    return {int(c): np.asarray(configured.get(int(c), PALETTE[(int(c) - 1) % len(PALETTE)]), np.uint8)
-            for c in category_ids}
-
-
-def segmentation_map(instances: Instances, colors: dict[int, np.ndarray]) -> np.ndarray:
-    """H×W×3 uint8: each visible mask filled with its category's colour on black."""
+def segmentation_map(instances: Instances, colors: dict[int, np.ndarray], background: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8: the background class's colour, each visible mask in its category's colour."""
     height, width = instances.image_size
-    out = np.zeros((height, width, 3), np.uint8)
+    out = np.empty((height, width, 3), np.uint8)
+    out[:] = background
     for mask, cat in zip(instances.masks, instances.category_ids):
         out[mask] = colors[int(cat)]
     return out
 
 
-def edge_map(instances: Instances, thickness: int = 2) -> np.ndarray:
-    """H×W×3 uint8: white outlines of every visible mask on black (what an edge ControlNet reads)."""
-    height, width = instances.image_size
-    edges = np.zeros((height, width), np.uint8)
-    kernel = np.ones((thickness, thickness), np.uint8) if thickness > 1 else np.ones((2, 2), np.uint8)
-    for mask in instances.masks:
-        m = mask.astype(np.uint8)
-        edges |= cv2.morphologyEx(m, cv2.MORPH_GRADIENT, kernel)
-    return np.repeat(edges[..., None] * 255, 3, axis=2)
+def canny_map(image: np.ndarray, low: int = CANNY_LOW, high: int = CANNY_HIGH) -> np.ndarray:
+    """H×W×3 uint8: white Canny edges of an RGB image on black (what a canny ControlNet reads)."""
+    edges = cv2.Canny(image, low, high)
+    return np.repeat(edges[..., None], 3, axis=2)

@@ -30,7 +30,8 @@ PIPELINE_CLASSES = {
     "layout-to-image": "StableDiffusionControlNetPipeline",
     "refine": "StableDiffusionImg2ImgPipeline",
 }
-SPEC_KEYS = {"pipeline": "diffusion.model", "controlnet": "diffusion.controlnet", "lora": "diffusion.lora.path"}
+SPEC_KEYS = {"pipeline": "diffusion.model", "controlnet": "diffusion.controlnet", "lora": "diffusion.lora.path",
+             "semantic": "diffusion.check.semantic.model"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class LoadedPipeline:
     model: str  # what was loaded, in the config's words (provenance "model")
     model_hash: str  # sha256 prefix over every file loaded (provenance "model_hash")
     attention: str  # "sdpa" or "xformers"
+    variant: str | None = None  # the weight variant loaded (None: the plain files)
+    controlnet_variant: str | None = None
 
 
 # ---------------------------------------------------------------------------------- where from
@@ -58,17 +61,42 @@ def is_offline(offline_flag: bool) -> bool:
     return offline_flag or env in ("1", "true", "yes", "on")
 
 
-def missing_message(kind: str, name: str) -> str:
+# components of a Stable Diffusion pipeline folder that the modes load (model_index.json names them)
+PIPELINE_MODELS = ("unet", "vae", "text_encoder")
+SAFETY_MODELS = ("safety_checker",)
+
+
+def include_patterns(kind: str, variant: str | None, safety_checker: bool = False) -> list[str]:
+    """The files of a hub repo that loading uses: configs, tokenizer, and the safetensors of the
+    variant (all safetensors when the variant is auto), nothing else (no .bin, no .ckpt)."""
+    weights = "*.safetensors" if variant == "auto" else (f"*.{variant}.safetensors" if variant else
+                                                         "diffusion_pytorch_model.safetensors")
+    if kind == "controlnet":
+        return ["config.json", weights]
+    models = PIPELINE_MODELS + (SAFETY_MODELS if safety_checker else ())
+    plain = {"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors",
+             "text_encoder": "model.safetensors", "safety_checker": "model.safetensors"}
+    patterns = ["model_index.json", "scheduler/*", "tokenizer/*"]
+    if safety_checker:
+        patterns.append("feature_extractor/*")
+    for m in models:
+        patterns += [f"{m}/config.json", f"{m}/{plain[m] if variant is None else weights}"]
+    return patterns
+
+
+def missing_message(kind: str, name: str, patterns: list[str]) -> str:
     key = SPEC_KEYS[kind]
+    include = " ".join(f'"{p}"' for p in patterns)
     return (f"{key} {name!r}: not found on this machine (no such folder, and not in the local Hugging Face "
-            f"cache; downloads are off); on a connected machine run `hf download {name}` "
-            f"(`huggingface-cli download {name}` with older huggingface_hub) and copy the cache here, or "
+            f"cache; downloads are off); on a connected machine run `hf download {name} --include {include}` "
+            f"(`huggingface-cli download` with older huggingface_hub) and copy the cache here, or "
             f"save it with save_pretrained(folder, safe_serialization=True) and set {key} to that folder")
 
 
-def resolve_folder(kind: str, name: str, offline: bool, allow_patterns: list[str] | None = None) -> Path:
+def resolve_folder(kind: str, name: str, offline: bool, variant: str | None = "auto",
+                   safety_checker: bool = False, allow_patterns: list[str] | None = None) -> Path:
     """The local folder holding model `name`: the folder itself, else its snapshot in the HF cache
-    (downloaded first only when not offline)."""
+    (downloaded first, only the files loading uses, when not offline)."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -80,16 +108,13 @@ def resolve_folder(kind: str, name: str, offline: bool, allow_patterns: list[str
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    patterns = allow_patterns or include_patterns(kind, variant, safety_checker)
     try:
         if offline:
             return Path(snapshot_download(name, local_files_only=True))
-        if kind == "pipeline":
-            from diffusers import DiffusionPipeline
-
-            return Path(DiffusionPipeline.download(name, use_safetensors=True))
-        return Path(snapshot_download(name, allow_patterns=allow_patterns))
+        return Path(snapshot_download(name, allow_patterns=patterns))
     except LocalEntryNotFoundError:
-        raise VisionSynthError(missing_message(kind, name)) from None
+        raise VisionSynthError(missing_message(kind, name, patterns)) from None
     except OSError as exc:  # network or hub errors when online
         raise VisionSynthError(f"{SPEC_KEYS[kind]} {name!r}: download failed ({first_line(exc)})") from None
 
@@ -100,11 +125,27 @@ def first_line(exc: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- what is in there
-def _matches_variant(path: Path, variant: str | None) -> bool:
-    # diffusion_pytorch_model.safetensors, model-00001-of-00002.safetensors: no variant;
-    # diffusion_pytorch_model.fp16.safetensors, ...fp16-00001-of-00002...: variant fp16
-    stem = path.name[: -len(".safetensors")]
-    return f".{variant}" in stem if variant else "." not in stem
+def weight_variant(path: Path) -> str | None:
+    """The variant of a weight file: diffusion_pytorch_model.safetensors and
+    model-00001-of-00002.safetensors have none; diffusion_pytorch_model.fp16.safetensors and
+    model.fp16-00001-of-00002.safetensors are fp16 (diffusers' and transformers' naming)."""
+    parts = path.name.split(".")
+    return parts[1].split("-")[0] if len(parts) > 2 else None
+
+
+def safetensors_variants(folder: Path) -> dict[str | None, list[Path]]:
+    """The .safetensors weight files of one model folder, by variant (None: the plain files)."""
+    found: dict[str | None, list[Path]] = {}
+    for f in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if f.name.endswith(".safetensors"):
+            found.setdefault(weight_variant(f), []).append(f)
+    return found
+
+
+def _found(folder: Path) -> str:
+    names = [f.name for f in sorted(folder.iterdir()) if f.is_file() and not f.name.endswith(".json")] \
+        if folder.is_dir() else []
+    return ", ".join(names) or "no weight files"
 
 
 def model_components(folder: Path, skip: tuple[str, ...] = ()) -> list[str]:
@@ -123,19 +164,50 @@ def model_components(folder: Path, skip: tuple[str, ...] = ()) -> list[str]:
     return names
 
 
-def check_safetensors(folder: Path, variant: str | None, what: str) -> list[Path]:
-    """The safetensors weight files of one model folder; refuses pickle-only or empty folders."""
-    files = sorted(folder.iterdir()) if folder.is_dir() else []
-    weights = [f for f in files if f.name.endswith(".safetensors") and _matches_variant(f, variant)]
-    if weights:
-        return weights
-    pickles = [f.name for f in files if f.name.endswith(PICKLE_SUFFIXES)]
+def check_safetensors(folder: Path, variant: str | None, what: str, key: str = "diffusion.variant") -> list[Path]:
+    """The safetensors files diffusers will load from one model folder for `variant`: the variant's
+    files where the folder has them, else the plain ones (as diffusers falls back per component).
+    Refuses pickle-only or empty folders, naming the files and variants found."""
+    found = safetensors_variants(folder)
+    if variant in found:
+        return found[variant]
+    if None in found:
+        return found[None]
+    others = sorted(v for v in found if v is not None)
+    if others:
+        raise VisionSynthError(
+            f"{folder}: {what} has no plain .safetensors weights{f' and none of variant {variant!r}' if variant else ''} "
+            f"(found {_found(folder)}); its safetensors come as variant {', '.join(others)}: set {key} "
+            f"({', '.join(others)} or auto)")
+    pickles = [f.name for f in sorted(folder.iterdir()) if f.name.endswith(PICKLE_SUFFIXES)] if folder.is_dir() else []
     if pickles:
         raise VisionSynthError(
             f"{folder}: {what} has only pickle weights ({', '.join(pickles)}); vision_synth loads safetensors only: "
             "on a machine you trust, load it and save_pretrained(folder, safe_serialization=True)")
-    tag = f" of variant {variant!r}" if variant else ""
-    raise VisionSynthError(f"{folder}: {what} has no .safetensors weights{tag}; copy the complete model folder")
+    raise VisionSynthError(f"{folder}: {what} has no .safetensors weights (found {_found(folder)}); "
+                           "copy the complete model folder")
+
+
+def choose_variant(folders: dict[str, Path], variant: str | None, key: str) -> str | None:
+    """The variant to load a model (or the component folders of a pipeline) with. `auto`: none
+    (the plain files) where every folder has plain .safetensors, else the one safetensors variant
+    all the others have (stable-diffusion-inpainting: .bin beside .fp16.safetensors → fp16)."""
+    if variant != "auto":
+        return variant
+    lacking = {what: folder for what, folder in folders.items() if None not in safetensors_variants(folder)}
+    if not lacking:
+        return None
+    offered = {what: {v for v in safetensors_variants(f) if v is not None} for what, f in lacking.items()}
+    common = set.intersection(*offered.values())
+    if len(common) == 1:
+        return common.pop()
+    for what, variants in offered.items():
+        if not variants:  # no safetensors at all: the precise message (pickle only, empty)
+            check_safetensors(lacking[what], None, what)
+    detail = "; ".join(f"{what}: {_found(folder)}" for what, folder in lacking.items())
+    choice = (f"variants {', '.join(sorted(common))} would all do: set {key} to one" if common
+              else f"no one safetensors variant covers them all: set {key}")
+    raise VisionSynthError(f"{key}: auto found no plain .safetensors in {', '.join(lacking)} ({detail}); {choice}")
 
 
 _SHA256_CACHE: dict[tuple[str, int, int], str] = {}
@@ -170,7 +242,8 @@ def _config_files(folder: Path) -> list[Path]:
 
 
 def pipeline_files(name: str, folder: Path, variant: str | None, skip: tuple[str, ...]) -> ModelFiles:
-    """Check a pipeline folder (every model component in safetensors) and hash what will be loaded."""
+    """Check a pipeline folder (every model component in safetensors of `variant`, or plain where
+    a component has no such variant) and hash what will be loaded."""
     files = [(f.name, f) for f in _config_files(folder)]
     for component in model_components(folder, skip):
         sub = folder / component
@@ -182,8 +255,9 @@ def pipeline_files(name: str, folder: Path, variant: str | None, skip: tuple[str
     return ModelFiles(name, folder, files_hash(files))
 
 
-def model_files(name: str, folder: Path, variant: str | None, what: str) -> ModelFiles:
-    weights = check_safetensors(folder, variant, what)
+def model_files(name: str, folder: Path, variant: str | None, what: str,
+                key: str = "diffusion.controlnet_variant") -> ModelFiles:
+    weights = check_safetensors(folder, variant, what, key)
     return ModelFiles(name, folder, files_hash([(f.name, f) for f in _config_files(folder) + weights]))
 
 
@@ -325,13 +399,28 @@ def load_lora(pipe, lora, offline: bool) -> ModelFiles:
     return ModelFiles(lora.path, file.parent, files_hash([(file.name, file)]))
 
 
-def dtype_argument(dtype) -> dict:
-    """`dtype=` for diffusers that renamed from_pretrained's `torch_dtype` (and warn on it), else `torch_dtype=`."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-    except ImportError:
-        return {"torch_dtype": dtype}
-    return {"dtype": dtype}
+def dtype_keyword(loader) -> str:
+    """`dtype` or `torch_dtype`: the name under which `loader` (a diffusers from_pretrained) takes the
+    weights' dtype. Read from its public signature, or, where it takes **kwargs (diffusers does),
+    from the parameters its docstring documents: diffusers 0.36 renamed torch_dtype to dtype and
+    warns on the old name."""
+    import inspect
+
+    parameters = inspect.signature(loader).parameters
+    for name in ("dtype", "torch_dtype"):
+        if name in parameters:
+            return name
+    documented = re.findall(r"^\s*(dtype|torch_dtype) \(", inspect.getdoc(loader) or "", re.M)
+    return "dtype" if "dtype" in documented else "torch_dtype"
+
+
+def dtype_argument(dtype, loader=None) -> dict:
+    """{keyword: dtype} for `loader` (default: DiffusionPipeline.from_pretrained)."""
+    if loader is None:
+        from diffusers import DiffusionPipeline
+
+        loader = DiffusionPipeline.from_pretrained
+    return {dtype_keyword(loader): dtype}
 
 
 def _pipeline_class(mode: str):
@@ -340,27 +429,78 @@ def _pipeline_class(mode: str):
     return getattr(diffusers, PIPELINE_CLASSES[mode])
 
 
+# UNet input channels per mode: 9 = latents + mask + masked-image latents (an inpainting model)
+UNET_CHANNELS = {"inpaint-insert": 9, "layout-to-image": 4, "refine": 4}
+
+
+def _read_config(path: Path, key: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VisionSynthError(f"{key}: cannot read {path}: {first_line(exc)}") from None
+
+
+def check_compatible(mode: str, folder: Path, controlnet: Path | None = None) -> None:
+    """Refuse, from the config files alone (before minutes of loading), a model the mode cannot run:
+    an SDXL or other non-SD-1.x/2.x pipeline, a UNet with the wrong input channels, a ControlNet
+    made for another UNet."""
+    key = SPEC_KEYS["pipeline"]
+    index = _read_config(folder / "model_index.json", key)
+    cls = str(index.get("_class_name", ""))
+    if "XL" in cls or "text_encoder_2" in index:
+        raise VisionSynthError(f"{key}: {folder} is a Stable Diffusion XL pipeline ({cls}); mode {mode} runs "
+                               f"{PIPELINE_CLASSES[mode]} (Stable Diffusion 1.x/2.x models)")
+    if not (folder / "unet" / "config.json").is_file():
+        raise VisionSynthError(f"{key}: {folder} ({cls or 'no _class_name'}) has no unet/; mode {mode} runs "
+                               f"{PIPELINE_CLASSES[mode]} (Stable Diffusion 1.x/2.x models)")
+    unet = _read_config(folder / "unet" / "config.json", key)
+    channels, wanted = int(unet.get("in_channels", 4)), UNET_CHANNELS[mode]
+    if channels != wanted:
+        kind = "an inpainting model" if channels == 9 else "a text-to-image model" if channels == 4 else "not SD 1.x/2.x"
+        need = "an inpainting model (9 channels)" if wanted == 9 else "a text-to-image model (4 channels)"
+        raise VisionSynthError(f"{key}: {folder}: its UNet takes {channels} input channels ({kind}); mode {mode} "
+                               f"needs {need}")
+    if controlnet is not None:
+        ckey = SPEC_KEYS["controlnet"]
+        config = _read_config(controlnet / "config.json", ckey)
+        if config.get("_class_name") != "ControlNetModel":
+            raise VisionSynthError(f"{ckey}: {controlnet} holds a {config.get('_class_name')}, not a ControlNetModel")
+        if config.get("cross_attention_dim") != unet.get("cross_attention_dim"):
+            raise VisionSynthError(
+                f"{ckey}: {controlnet} was made for a UNet with cross_attention_dim {config.get('cross_attention_dim')}, "
+                f"but {folder}'s UNet has {unet.get('cross_attention_dim')} (an SD 1.5 ControlNet needs an SD 1.5 model)")
+
+
 def load_pipeline(spec) -> LoadedPipeline:
     """The pipeline of `spec.mode`, loaded from local files and set up for `spec`'s device and speed."""
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, DiffusionPipeline
 
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     offline = is_offline(spec.offline)
     skip = () if spec.safety_checker else ("safety_checker", "feature_extractor")
-    base = pipeline_files(spec.model, resolve_folder("pipeline", spec.model, offline), spec.variant, skip)
-    common = dict(**dtype_argument(dtype), use_safetensors=True, local_files_only=True, variant=spec.variant)
+    folder = resolve_folder("pipeline", spec.model, offline, spec.variant, spec.safety_checker)
+    components = {f"component {c}": folder / c for c in model_components(folder, skip)}
+    variant = choose_variant(components, spec.variant, "diffusion.variant")
+    controlnet_folder = controlnet_variant = None
+    if spec.controlnet is not None:
+        controlnet_folder = resolve_folder("controlnet", spec.controlnet, offline, spec.controlnet_variant)
+        controlnet_variant = choose_variant({"the ControlNet": controlnet_folder}, spec.controlnet_variant,
+                                            "diffusion.controlnet_variant")
+    check_compatible(spec.mode, folder, controlnet_folder)
+    base = pipeline_files(spec.model, folder, variant, skip)
+    common = dict(**dtype_argument(dtype, DiffusionPipeline.from_pretrained), use_safetensors=True,
+                  local_files_only=True)
     extra: dict = {}
     parts = [base]
-    if spec.controlnet is not None:
-        pattern = f"diffusion_pytorch_model{'.' + spec.variant if spec.variant else ''}.safetensors"
-        folder = resolve_folder("controlnet", spec.controlnet, offline, ["config.json", pattern])
-        parts.append(model_files(spec.controlnet, folder, spec.variant, "the ControlNet"))
-        extra["controlnet"] = _load(lambda: ControlNetModel.from_pretrained(folder, **common), "controlnet", folder)
+    if controlnet_folder is not None:
+        parts.append(model_files(spec.controlnet, controlnet_folder, controlnet_variant, "the ControlNet"))
+        extra["controlnet"] = load_or_explain(lambda: ControlNetModel.from_pretrained(
+            controlnet_folder, **common, variant=controlnet_variant), "controlnet", controlnet_folder)
     if not spec.safety_checker:
         extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     cls = _pipeline_class(spec.mode)
-    pipe = _load(lambda: cls.from_pretrained(base.folder, **common, **extra), "pipeline", base.folder)
+    pipe = load_or_explain(lambda: cls.from_pretrained(base.folder, **common, variant=variant, **extra), "pipeline", base.folder)
     check_tokenizer(pipe.tokenizer, pipe.text_encoder, base.folder)
     if spec.lora is not None:
         parts.append(load_lora(pipe, spec.lora, offline))
@@ -369,7 +509,7 @@ def load_pipeline(spec) -> LoadedPipeline:
     attention = apply_speed_settings(pipe, spec, device)
     pipe.set_progress_bar_config(disable=True)
     model = " + ".join(p.name for p in parts)
-    return LoadedPipeline(pipe, device, dtype, model, combined_hash(parts), attention)
+    return LoadedPipeline(pipe, device, dtype, model, combined_hash(parts), attention, variant, controlnet_variant)
 
 
 def combined_hash(parts: list[ModelFiles]) -> str:
@@ -378,7 +518,7 @@ def combined_hash(parts: list[ModelFiles]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load(load, kind: str, folder: Path):
+def load_or_explain(load, kind: str, folder: Path):
     """Run a diffusers loader; its errors (broken folders) become one line naming the folder."""
     try:
         return load()

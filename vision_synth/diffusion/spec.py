@@ -27,16 +27,23 @@ DEFAULT_STRENGTH = {"inpaint-insert": 1.0, "refine": 0.3}
 class PromptSpec(Spec):
     prompt: str = Field(min_length=1)
     negative_prompt: str = ""
-    # colour of this category in the segmentation control map of layout-to-image; match the
-    # palette the ControlNet was trained on (e.g. ADE20K's for sd-controlnet-seg). Default: a
-    # fixed palette by category id.
-    color: tuple[int, int, int] | None = None
+    # the ADE20K class this category is drawn as in a segmentation control map (layout-to-image
+    # with control: segmentation): a seg ControlNet knows the 150 ADE20K classes by their colours
+    ade20k: str | None = Field(None, description="ADE20K class name, e.g. ball, bottle, box (see diffusion/ade20k.py)")
 
     @model_validator(mode="after")
-    def _color_in_range(self) -> PromptSpec:
-        if self.color is not None and not all(0 <= c <= 255 for c in self.color):
-            raise ValueError(f"color must be [r, g, b] with values 0..255, got {list(self.color)}")
+    def _known_class(self) -> PromptSpec:
+        _check_ade20k(self.ade20k, "ade20k")
         return self
+
+
+def _check_ade20k(name: str | None, key: str) -> None:
+    from vision_synth.diffusion.ade20k import ADE20K_CLASSES
+
+    if name is not None and name not in ADE20K_CLASSES:
+        close = [c for c in ADE20K_CLASSES if name.lower() in c or c in name.lower()][:5]
+        hint = f" (close: {', '.join(close)})" if close else ""
+        raise ValueError(f"{key}: {name!r} is not one of the 150 ADE20K classes{hint}")
 
 
 class LoraSpec(Spec):
@@ -45,6 +52,16 @@ class LoraSpec(Spec):
     path: str = Field(min_length=1, description="hub id, folder, or .safetensors file")
     weight_name: str | None = Field(None, description="file inside a folder or hub repo")
     scale: float = Field(1.0, ge=0)
+
+
+class SemanticSpec(Spec):
+    """A per-instance semantic check with a local CLIP model: the instance's crop is scored against
+    the prompts of every category; it is kept when its own category wins with at least
+    `min_probability` (softmax over the categories)."""
+
+    model: str = Field(min_length=1, description="CLIP folder (save_pretrained) or hub id in the local cache")
+    min_probability: float = Field(0.5, ge=0, le=1)
+    context: float = Field(0.25, ge=0, le=4, description="margin around the instance's box, as a fraction of its side")
 
 
 class CheckSpec(Spec):
@@ -64,15 +81,22 @@ class CheckSpec(Spec):
     min_agreement: float = Field(0.5, ge=0, le=1)
     min_difference: float = Field(12.0, ge=0, le=255, description="mean absolute RGB difference (0..255)")
     ring: int = Field(6, ge=1, le=256, description="width in pixels of the band around a mask")
+    semantic: SemanticSpec | None = Field(None, description="optional: does each kept instance show its category?")
 
 
 class DiffusionSpec(Spec):
     mode: Mode
     # pipeline: a diffusers folder (model_index.json) or a hub id found in the local HF cache
     model: str = Field(min_length=1)
-    variant: str | None = Field(None, description="weight file variant, e.g. fp16")
+    # weight variant of the pipeline's files (diffusion_pytorch_model.fp16.safetensors: fp16), or
+    # auto: the plain .safetensors where a component has them, else the one safetensors variant there
+    variant: str | None = Field("auto", description="auto, null (plain files only) or a variant, e.g. fp16")
     controlnet: str | None = Field(None, description="ControlNet folder or hub id (layout-to-image)")
-    control: Literal["segmentation", "edges"] = "segmentation"
+    controlnet_variant: str | None = Field("auto", description="the ControlNet's own variant (auto, null or e.g. fp16)")
+    control: Literal["segmentation", "canny"] = "segmentation"
+    # segmentation maps: the ADE20K class drawn everywhere outside the instances (ADE20K has no
+    # unlabelled colour; a seg ControlNet reads black as nothing it knows)
+    control_background: str = Field("wall", description="ADE20K class of the space around the instances")
     controlnet_scale: float = Field(1.0, ge=0)
     lora: LoraSpec | None = None
 
@@ -90,6 +114,14 @@ class DiffusionSpec(Spec):
     # planned mask, so labels are unaffected
     mask_dilation: int | None = Field(None, ge=0, le=256)
     refine_masks: bool = Field(False, description="inpaint-insert: label = changed pixels inside the planned mask")
+    # inpaint-insert: each instance is inpainted in a square crop around it (its box grown by
+    # `crop_context` times its longest side on each side), resized to the model's resolution, and
+    # pasted back inside its mask with edges feathered over `feather` pixels
+    crop_context: float = Field(1.0, ge=0, le=16)
+    feather: int = Field(2, ge=0, le=64, description="pixels over which a pasted instance fades in from its edge")
+    # a job whose image the safety checker flags, or whose decode is NaN/Inf even with the VAE in
+    # float32, is drawn again with the next seed of its own stream, at most this many times
+    max_redraws: int = Field(2, ge=0, le=16)
     check: CheckSpec = CheckSpec()
 
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: float16 on CUDA, float32 on CPU")
@@ -113,6 +145,14 @@ class DiffusionSpec(Spec):
             raise ValueError(f"controlnet applies to layout-to-image only, not {mode}")
         if mode == "layout-to-image" and self.strength is not None:
             raise ValueError("strength does not apply to layout-to-image (it starts from noise)")
+        _check_ade20k(self.control_background, "control_background")
+        if mode == "layout-to-image" and self.control == "segmentation":
+            unmapped = [n for n, p in self.prompts.items() if p.ade20k is None]
+            if unmapped:
+                raise ValueError(f"control: segmentation draws each category as an ADE20K class: set prompts.<name>.ade20k "
+                                 f"for {', '.join(unmapped)}")
+        if self.controlnet is None and self.controlnet_variant != "auto":
+            raise ValueError("controlnet_variant applies with a controlnet only")
         if self.refine_masks and mode != "inpaint-insert":
             raise ValueError(f"refine_masks applies to inpaint-insert only, not {mode}")
         if self.background == "generated" and mode != "inpaint-insert":

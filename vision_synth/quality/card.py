@@ -464,6 +464,7 @@ class CardFacts:
     counts: list[list[Any]] = field(default_factory=list)
     config_yaml: str | None = None
     created: str = ""
+    sections: list[str] = field(default_factory=list)  # markdown sections of the generator's own (diffusion)
 
 
 def _created() -> str:
@@ -526,6 +527,7 @@ def render_card(facts: CardFacts, report: QualityReport | None = None) -> str:
         sections += ["## Instances per class", _md_table(facts.count_headers, facts.counts), ""]
     if report is not None:
         sections += _quality_sections(report)
+    sections += [part.strip() + "\n" for part in facts.sections]
     sections += ["## Intended use", INTENDED_USE, ""]
     config = _config_yaml(report) if report is not None else facts.config_yaml
     if config:

@@ -37,7 +37,7 @@ from vision_synth.quality.labels import LabelReport, check_labels
 from vision_synth.quality.memorisation import DCRResult, dcr
 from vision_synth.quality.report import QualityReport
 from vision_synth.quality.spec import QualitySpec
-from vision_synth.scene.objects import read_image
+from vision_synth.imageio import read_image
 from vision_synth.seeding import rng_for
 
 PACKAGES = ("vision_synth", "torch", "torchvision", "numpy", "scipy", "pycocotools", "opencv-python-headless",

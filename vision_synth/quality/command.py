@@ -37,7 +37,11 @@ def add_check_parser(subparsers) -> argparse.ArgumentParser:
                                            "(default: a split of --reference)")
     p.add_argument("--reference-val-images", help="folder of the held-out images (default: beside the json)")
     p.add_argument("--steps", type=int, help="utility: training steps of each arm")
-    p.add_argument("--image-size", type=int, help="utility: detector image size")
+    p.add_argument("--image-size", type=int, help="utility: image size of the torchvision detectors "
+                   "(fcos_compact, the default, keeps images at their own scale)")
+    p.add_argument("--require", choices=("helps", "no-evidence"),
+                   help="utility: the verdict the gate asks for (helps; no-evidence refuses only data that hurts); "
+                        "implies --utility")
     p.add_argument("--seeds", help="utility: comma-separated training seeds, e.g. 0,1,2")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (features and training)")
     add_output_flags(p, overwrite=False)  # check updates the dataset's own reports in place
@@ -74,7 +78,8 @@ def cmd_check(args) -> int:
            "utility.reference_val": _absolute(args.reference_val),
            "utility.reference_val_images": _absolute(args.reference_val_images),
            "utility.train.steps": args.steps, "utility.train.image_size": args.image_size,
-           "utility.train.device": args.device, "utility.seeds": _seeds(args.seeds)})
+           "utility.train.device": args.device, "utility.seeds": _seeds(args.seeds),
+           "utility.require": args.require})
     command = "vision-synth " + " ".join(shlex.quote(a) for a in getattr(args, "argv", None) or ["check", args.dir])
     report = check_and_publish(args.dir, spec, progress=not args.quiet, command=command)
     for line in report.lines():

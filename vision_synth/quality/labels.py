@@ -80,7 +80,7 @@ def _issues_of(ann: dict[str, Any], image: dict[str, Any], min_area: int, min_si
         if area == 0:
             found.append(("empty mask", "segmentation covers no pixel"))
             return found
-        extent = mask_ops.derive_boxes(mask[None])[0].tolist()
+        extent = list(mask_ops.mask_box(mask))
         if ann.get("bbox") is not None and [float(v) for v in ann["bbox"]] != [float(v) for v in extent]:
             found.append(("box differs from mask", f"bbox {ann['bbox']}, mask extent {extent}"))
         if ann.get("area") is not None and float(ann["area"]) != float(area):

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import Spec
+from vision_synth.spec import Spec, read_yaml, validate_spec
 
 WEIGHTS_ENV = "VISION_SYNTH_FID_WEIGHTS"
 FeatureKind = Literal["inception", "proxy", "off"]
@@ -184,14 +184,12 @@ def load_quality_spec(path: str | Path | None, **overrides: Any) -> QualitySpec:
     """A QualitySpec from a YAML file holding either the section's keys or a dataset config with a
     `quality:` key; `overrides` are dotted keys (`"utility.enabled": True`) from command-line flags,
     None meaning "not given". Without a file, the defaults and the overrides."""
-    from vision_synth.config import _read_yaml, validation_message
-
     data: dict[str, Any] = {}
     source, base = "command line", Path(".")
     if path is not None:
         path = Path(path)
         source, base = str(path), path.resolve().parent
-        data = _read_yaml(path) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of quality keys (reference, fidelity, gate, ...)")
         if "quality" in data:
@@ -207,11 +205,7 @@ def load_quality_spec(path: str | Path | None, **overrides: Any) -> QualitySpec:
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
-    try:
-        spec = QualitySpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(source, exc, data)) from None
-    return spec.with_base_dir(base)
+    return validate_spec(QualitySpec, data, source).with_base_dir(base)
 
 
 def _nested(data: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 from vision_synth import __version__
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.split import assign_splits, subset
-from vision_synth.coco.writer import write_atomic
+from vision_synth.files import write_json
 from vision_synth.detector import DetectionMetrics, TrainConfig, evaluate_detector, train_detector
 from vision_synth.errors import DatasetError
 from vision_synth.seeding import rng_for
@@ -230,8 +230,8 @@ def _real_run(seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple
                           data["final_loss"])
     run = _run("real", seed, train, real, val, None, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps({"metrics": asdict(run.metrics), "train_seconds": run.train_seconds,
-                                   "final_loss": run.final_loss}))
+    write_json(path, {"metrics": asdict(run.metrics), "train_seconds": run.train_seconds,
+                      "final_loss": run.final_loss})
     return run
 
 
@@ -257,9 +257,9 @@ def measure_utility(synthetic: Path, synthetic_images: Path, reference: Path, re
         else:
             train_dict, val_dict = real_split(reference, reference_images, val_fraction, split_seed)
             real_json, real_images = tmp / "real_train.json", Path(reference_images)
-            write_atomic(real_json, json.dumps(train_dict, separators=(",", ":")))
+            write_json(real_json, train_dict)
             val = (tmp / "real_val.json", Path(reference_images))
-            write_atomic(val[0], json.dumps(val_dict, separators=(",", ":")))
+            write_json(val[0], val_dict)
             n_train = len(train_dict["images"])
             names = {c["name"] for c in train_dict["categories"]}
         val_set = load_coco(*val)

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset
-from vision_synth.scene.objects import Cutout, _trim, read_image
+from vision_synth.imageio import read_image
+from vision_synth.masks import mask_box
+from vision_synth.scene.objects import Cutout, trim_cutout
 
 
 def ellipse_alpha(height: int, width: int, feather: float = 1.0) -> np.ndarray:
@@ -49,16 +51,16 @@ def class_crops(dataset: CocoDataset, image_ids: Iterable[int], category_id: int
             if ann["category_id"] != category_id or ann.get("iscrowd", 0):
                 continue
             origin = f"{dataset.path} annotation {ann['id']}"
-            cutouts.append(_trim(pixels, instance_alpha(mask, bool(approx), box), origin))
+            cutouts.append(trim_cutout(pixels, instance_alpha(mask, bool(approx), box), origin))
     return cutouts
 
 
 def context_crop(pixels: np.ndarray, alpha: np.ndarray, size: int, margin: float = 0.25) -> np.ndarray:
     """size×size×4 float32 (RGB 0..255, mask 0/1) of the square around an instance with `margin` of
     context each side; for training the learned source on defect + surrounding surface together."""
-    ys, xs = np.nonzero(alpha >= 0.5)
-    cy, cx = (ys.min() + ys.max() + 1) / 2.0, (xs.min() + xs.max() + 1) / 2.0
-    side = max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()) * (1 + 2 * margin)
+    x, y, w, h = mask_box(alpha >= 0.5)
+    cy, cx = (2 * y + h) / 2.0, (2 * x + w) / 2.0
+    side = max(h, w) * (1 + 2 * margin)
     side = max(side, 8.0)
     h, w = alpha.shape
     scale = size / side

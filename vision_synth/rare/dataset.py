@@ -13,7 +13,6 @@ OUT/rare_report.json and OUT/dataset_card.md (per-class real vs synthetic counts
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -25,16 +24,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vision_synth.coco.export import staged_output
 from vision_synth.coco.reader import CocoDataset, load_coco
-from vision_synth.coco.writer import encode_image, sample_records, write_atomic
+from vision_synth.coco.writer import sample_records, write_coco
 from vision_synth.errors import ConfigError, DatasetError
+from vision_synth.files import staged_output, write_atomic, write_json
+from vision_synth.imageio import read_image, write_image
 from vision_synth.quality.card import CardFacts, render_card
 from vision_synth.rare.crops import class_crops
 from vision_synth.rare.paste import LayerMaker, crop_layers, defect_layers, paste_onto
 from vision_synth.rare.policy import ClassPlan, RarePolicy, plan_counts
 from vision_synth.rare.split import eval_image_ids
-from vision_synth.scene.objects import read_image
 from vision_synth.seeding import rng_for
 from vision_synth.spec import integer
 from vision_synth.types import Provenance, Sample
@@ -81,18 +80,6 @@ class RareSummary:
             "eval_images": self.eval_images, "train_images": self.train_images, "new_images": self.new_images,
             "seconds_per_source": self.seconds, "dcr_rejected": self.rejected_dcr,
         }
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def _coco_text(info: dict, categories: list, images: list, annotations: list) -> str:
-    """One record per line; each record is dumped alone, exactly as read for the real ones."""
-    head = '{"info":' + _dumps(info) + ',"licenses":[],"categories":' + _dumps(categories)
-    ims = ",\n".join(_dumps(im) for im in images)
-    anns = ",\n".join(_dumps(a) for a in annotations)
-    return f'{head},"images":[\n{ims}\n],"annotations":[\n{anns}\n]}}\n'
 
 
 def _class_counts(dataset: CocoDataset, image_ids: set[int]) -> dict[int, int]:
@@ -190,7 +177,7 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
             seconds[p.source] = seconds.get(p.source, 0.0) + time.perf_counter() - start
 
     # built in .OUT.partial-PID-TOKEN; an existing OUT (--overwrite) is replaced only once the new one is whole
-    with staged_output(out, overwrite) as work:
+    with staged_output(out, replace=overwrite) as work:
         real_names = _copy_real_images(dataset, work / "images")
         new_images, new_anns, added, gen_seconds = _make_new_images(
             dataset, policy, plans, makers, sources.finishers, train_ids, part, work / "images", real_names,
@@ -262,7 +249,7 @@ def _make_new_images(dataset, policy, plans, makers, finishers, train_ids, part,
         sample = Sample(next_image - 1, policy.seed, result.image, result.instances,
                         Provenance(f"rare:{source}", synthetic=True, model=models.get(cid),
                                    background=target["file_name"], stages=(source,)))
-        write_atomic(folder / name, encode_image(result.image, policy.format))
+        write_image(folder / name, result.image, policy.format)
         record = sample_records(sample, name)
         image = {**record["image"], "source": source, "attempt": attempt - 1, "pasted_on": target["id"]}
         image.pop("config_hash", None)
@@ -286,18 +273,15 @@ def _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary)
                                                   "source_annotations": str(dataset.path)}}
     real_images = dataset.images
     real_anns = dataset.annotations
-    write_atomic(work / "annotations.json",
-                 _coco_text(info, dataset.categories, real_images + new_images, real_anns + new_anns))
+    write_coco(work / "annotations.json", info, dataset.categories, real_images + new_images, real_anns + new_anns)
     train_images = [im for im in real_images if im["id"] not in eval_ids]
     train_anns = [a for a in real_anns if a["image_id"] not in eval_ids]
-    write_atomic(work / "annotations_train.json",
-                 _coco_text({**info, "split": "train"}, dataset.categories, train_images + new_images,
-                            train_anns + new_anns))
-    write_atomic(work / "annotations_eval.json",
-                 _coco_text({**dataset.info, "split": "eval", "real_only": True}, dataset.categories,
-                            [im for im in real_images if im["id"] in eval_ids],
-                            [a for a in real_anns if a["image_id"] in eval_ids]))
-    write_atomic(work / "rare_report.json", json.dumps(summary.to_json(), indent=2))
+    write_coco(work / "annotations_train.json", {**info, "split": "train"}, dataset.categories,
+               train_images + new_images, train_anns + new_anns)
+    write_coco(work / "annotations_eval.json", {**dataset.info, "split": "eval", "real_only": True},
+               dataset.categories, [im for im in real_images if im["id"] in eval_ids],
+               [a for a in real_anns if a["image_id"] in eval_ids])
+    write_json(work / "rare_report.json", summary.to_json(), indent=2)
     write_atomic(work / "dataset_card.md", render_card(rare_facts(dataset, policy, summary)))
 
 

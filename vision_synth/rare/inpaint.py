@@ -2,7 +2,10 @@
 then a pretrained inpainting pipeline (loaded by vision_synth.diffusion.loading: local files,
 safetensors, offline-first) paints the class's prompt into them. As in the diffusion generator's
 inpaint-insert, generated pixels are kept only inside the planned masks and each instance is checked
-(`inserted_agreement`); one that fails is dropped and its pixels restored, so labels stay exact."""
+(`inserted_agreement`, against the noise floor of the model's raw crop); one that fails is dropped
+and its pixels restored, so labels stay exact. Each shape is inpainted in a crop around it at the
+model's resolution and pasted back feathered inside its mask, so images of any size work, and all
+classes that name the same model share one loaded pipeline."""
 
 from __future__ import annotations
 
@@ -11,14 +14,31 @@ import dataclasses
 import numpy as np
 
 from vision_synth.diffusion import check as checks
-from vision_synth.diffusion.generator import Job, call_pipeline
+from vision_synth.diffusion import crops
+from vision_synth.diffusion.generator import Job, run_jobs
 from vision_synth.errors import ConfigError, VisionSynthError
 from vision_synth.rare.paste import Pasted
 from vision_synth.scene.layers import Layer
 from vision_synth.scene.objects import Cutout, transform_cutout
 from vision_synth.types import Instances
 
-NOISE_JOB = 1
+NOISE_JOB = 1  # job number of new instance k: NOISE_JOB + k
+# loaded pipelines by what loading depends on: one per model in the process, shared by classes
+_PIPELINES: dict[str, object] = {}
+LOADING_KEYS = ("mode", "model", "variant", "lora", "dtype", "device", "scheduler", "attention", "channels_last",
+                "vae_slicing", "vae_tiling", "compile", "safety_checker", "offline")
+
+
+def shared_pipeline(spec):
+    """The LoadedPipeline for `spec`, loaded once per process for every spec that loads alike."""
+    import json
+
+    from vision_synth.diffusion.loading import load_pipeline
+
+    key = json.dumps(spec.model_dump(mode="json", include=set(LOADING_KEYS)), sort_keys=True)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = load_pipeline(spec)
+    return _PIPELINES[key]
 
 
 def shape_layers(cutouts: list[Cutout], paste_spec, category_id: int):
@@ -34,15 +54,13 @@ class Inpainter:
     """Paints the placed shapes of one class with a loaded inpainting pipeline."""
 
     def __init__(self, spec, class_name: str, seed: int, where: str) -> None:
-        from vision_synth.diffusion.loading import load_pipeline
-
         if spec.mode != "inpaint-insert":
             raise ConfigError(f"{where}.mode: the inpaint source needs mode inpaint-insert, not {spec.mode}")
         if class_name not in spec.prompts:
             raise ConfigError(f"{where}.prompts: no prompt for class {class_name!r}")
         self.spec, self.seed, self.prompt = spec, seed, spec.prompts[class_name]
         try:
-            self.loaded = load_pipeline(spec)
+            self.loaded = shared_pipeline(spec)
         except VisionSynthError as exc:  # missing or broken weights: say which policy key named them
             raise type(exc)(f"{where}: {exc}") from None
 
@@ -55,20 +73,31 @@ class Inpainter:
         new = inst.attributes["source"] == "inpaint"
         if not new.any():
             return pasted
-        h, w = background.shape[:2]
-        if h % 8 or w % 8:
-            raise ConfigError(f"inpaint: image size {w}×{h} must be a multiple of 8 for the pipeline")
+        spec, pipe = self.spec, self.loaded.pipe
         masks = inst.masks[new]
-        grow = self.spec.mask_dilation if self.spec.mask_dilation is not None else self.loaded.pipe.vae_scale_factor
-        region = checks.dilate(masks.any(axis=0), grow) if grow else masks.any(axis=0)
-        job = Job(index, NOISE_JOB, self.prompt.prompt, self.prompt.negative_prompt, image=background, mask=region)
-        result = call_pipeline(self.loaded.pipe, self.spec, [job], self.seed, h, w, self.spec.effective_strength)[0]
+        side = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        grow = spec.mask_dilation if spec.mask_dilation is not None else int(pipe.vae_scale_factor)
+        windows = [crops.crop_window(mask, spec.crop_context) for mask in masks]
+        jobs = [Job(index, NOISE_JOB + k, self.prompt.prompt, self.prompt.negative_prompt,
+                    image=crops.resize_image(w.of(background), side),
+                    mask=checks.dilate(crops.resize_mask(w.of(mask), side), grow))
+                for k, (mask, w) in enumerate(zip(masks, windows))]
+        results = run_jobs(pipe, spec, jobs, self.seed, side, side, spec.effective_strength, len(jobs)
+                           if self.loaded.device.type == "cuda" else 1)
         image = background.copy()
-        for mask in masks:
-            image[mask] = result.image[mask]
-        agreement, _ = checks.inserted_agreement(image, background, masks, self.spec.check.min_difference,
-                                                 self.spec.check.ring)
-        keep = checks.judge(agreement, self.spec.check.min_agreement, masks).keep & (not result.flagged)
+        raws = np.repeat(background[None], len(masks), axis=0)
+        painted, within = np.zeros_like(masks), np.zeros_like(masks)
+        made = np.array([r.image is not None for r in results], bool)
+        for k, (mask, window, job, result) in enumerate(zip(masks, windows, jobs, results)):
+            window.of(painted[k])[:] = crops.resize_mask(job.mask, window.side)
+            window.of(within[k])[:] = True
+            if result.image is not None:
+                window.of(raws[k])[:] = crops.resize_image(result.image, window.side)
+                image = crops.paste_feathered(image, raws[k], mask, spec.feather)
+        agreement, _ = checks.inserted_agreement(image, background, masks, spec.check.min_difference,
+                                                 spec.check.ring, raws, checks.floor_bands(painted, within,
+                                                                                           spec.check.ring))
+        keep = checks.judge(agreement, spec.check.min_agreement, masks).keep & made
         for k in np.flatnonzero(~keep):
             image[masks[k]] = background[masks[k]]
         rows = np.concatenate([np.flatnonzero(~new), np.flatnonzero(new)[keep]])

@@ -28,7 +28,9 @@ from vision_synth.coco.reader import load_coco
 from vision_synth.errors import DatasetError, VisionSynthError
 from vision_synth.rare.crops import context_crop, instance_alpha
 from vision_synth.rare.split import eval_image_ids
-from vision_synth.scene.objects import Cutout, _trim, read_image
+from vision_synth.files import write_json
+from vision_synth.imageio import read_image, write_image
+from vision_synth.scene.objects import Cutout, trim_cutout
 from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
 
 META = "rare_model.json"
@@ -331,28 +333,25 @@ def sample_cutouts(model: LearnedModel, num: int, seed: int = 0, steps: int = 50
     for i in np.flatnonzero(keep):
         alpha = (crops[i, ..., 3] > 0).astype(np.float32)
         if alpha.any():
-            cutouts.append(_trim(crops[i, ..., :3].astype(np.float32), alpha, f"{model.folder} sample {i}"))
+            cutouts.append(trim_cutout(crops[i, ..., :3].astype(np.float32), alpha, f"{model.folder} sample {i}"))
     return cutouts, int((~keep).sum())
 
 
 def write_samples(model: LearnedModel, num: int, out: Path, seed: int = 0, steps: int = 50,
                   dcr_quantile: float = 0.05) -> str:
     """Write accepted crops as RGBA PNGs (alpha = mask) and samples.json with the DCR figures."""
-    from vision_synth.coco.writer import write_atomic
-
     crops = sample_crops(model, num, seed, steps)
     keep, result = memorisation_filter(crops, model.training_crops, dcr_quantile)
     empty = crops[..., 3].reshape(num, -1).max(axis=1) == 0
     written = []
     for i in range(num):
         if keep[i] and not empty[i]:
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(crops[i], cv2.COLOR_RGBA2BGRA))
             name = f"crop_{i:05d}.png"
-            write_atomic(out / name, buf.tobytes())
+            write_image(out / name, crops[i], "png", png_compression=None)
             written.append(name)
     report = {"model": str(model.folder), "seed": seed, "steps": steps, "requested": num, "written": written,
               "rejected_dcr": [int(i) for i in np.flatnonzero(~keep)],
               "empty_mask": [int(i) for i in np.flatnonzero(empty & keep)], "dcr": result.to_json()}
-    write_atomic(out / "samples.json", json.dumps(report, indent=2))
+    write_json(out / "samples.json", report, indent=2)
     return (f"{out}: {len(written)} of {num} crops written ({int((~keep).sum())} rejected by DCR, "
             f"{int((empty & keep).sum())} with an empty mask)")

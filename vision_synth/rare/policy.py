@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from vision_synth.diffusion.spec import DiffusionSpec
-from vision_synth.config import BlendSpec, ColorJitter, _read_yaml, validation_message
 from vision_synth.errors import ConfigError
 from vision_synth.scene.defects import DefectSpec
-from vision_synth.spec import CountRange, FloatRange, PositiveRange, Spec
+from vision_synth.spec import BlendSpec, ColorJitter, CountRange, FloatRange, PositiveRange, Spec, read_yaml, validate_spec
 
 Source = Literal["copy-paste", "procedural", "learned", "inpaint"]
 
@@ -90,7 +89,7 @@ class RarePolicy(Spec):
 
 
 def load_policy(path: str | Path | None, seed: int | None = None) -> RarePolicy:
-    data = {} if path is None else _read_yaml(Path(path))
+    data = {} if path is None else read_yaml(Path(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -103,10 +102,7 @@ def load_policy(path: str | Path | None, seed: int | None = None) -> RarePolicy:
             name: {**per, "defect": {"category": name, **per["defect"]}}
             if isinstance(per, dict) and isinstance(per.get("defect"), dict) else per
             for name, per in classes.items()}}
-    try:
-        return RarePolicy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(str(path or "policy"), exc, data)) from None
+    return validate_spec(RarePolicy, data, str(path or "policy"))
 
 
 @dataclass(frozen=True)

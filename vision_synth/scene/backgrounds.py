@@ -7,10 +7,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from vision_synth.errors import DatasetError
-from vision_synth.scene.objects import IMAGE_SUFFIXES, read_image
+from vision_synth.imageio import IMAGE_SUFFIXES, check_image, read_image
 from vision_synth.scene.textures import make_texture
 from vision_synth.spec import uniform
 
@@ -31,15 +30,6 @@ def find_images(pattern: Path) -> list[Path]:
     else:
         files = [Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(files)
-
-
-def check_image(path: Path) -> None:
-    """Fail now, naming the file, if an image cannot be opened (before anything is written)."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: cannot read image ({exc})") from None
 
 
 class ImageBackgrounds:

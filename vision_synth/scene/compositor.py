@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from vision_synth.errors import DatasetError
-from vision_synth.scene.backgrounds import make_backgrounds, check_image
+from vision_synth.scene.backgrounds import make_backgrounds
 from vision_synth.scene.defects import make_defect
-from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer, read_image
+from vision_synth.imageio import check_image, read_image
+from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer
 from vision_synth.scene.placement import PlacementRules, Request, place_instances
 from vision_synth.seeding import rng_for
 from vision_synth.spec import integer
-from vision_synth.types import Provenance, Sample
+from vision_synth.types import Instances, Provenance, Sample
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """One planned scene: the background, and the instances pasted on it (later ones on top).
+
+    What a generator that paints its own pixels (diffusion) starts from: the compositor's plan for
+    (seed, index), with the background as it was before anything was pasted."""
+
+    index: int
+    seed: int
+    background: np.ndarray  # H×W×3 uint8, before anything was pasted
+    composite: np.ndarray  # H×W×3 uint8, the compositor's image
+    instances: Instances  # the visible masks and categories
+    background_name: str | None
 
 
 class Compositor:
@@ -59,6 +76,17 @@ class Compositor:
         return [self.sample(i) for i in indices]
 
     def sample(self, index: int) -> Sample:
+        image, instances, bg_name, _ = self._compose(index, keep_background=False)
+        provenance = dataclasses.replace(self.provenance, background=bg_name)
+        return Sample(index=index, seed=self.config.seed, image=image, instances=instances, provenance=provenance)
+
+    def layout(self, index: int) -> Layout:
+        """The plan of `index`: the same scene as `sample(index)`, with its clean background."""
+        image, instances, bg_name, background = self._compose(index, keep_background=True)
+        return Layout(index, self.config.seed, background, image, instances, bg_name)
+
+    def _compose(self, index: int, keep_background: bool):
+        """(image, instances, background name, background or None): every draw from rng_for(seed, index)."""
         config, scene = self.config, self.config.scene
         rng = rng_for(config.seed, index)
         hw = (self.height, self.width)
@@ -78,6 +106,5 @@ class Compositor:
                 defects.append(Request(make_defect(spec, rng, hw, self.category_ids[spec.category]), region))
 
         image, instances, _ = place_instances(background, objects + defects, rng, self.rules, config.output.amodal,
-                                              in_place=True)
-        provenance = dataclasses.replace(self.provenance, background=bg_name)
-        return Sample(index=index, seed=config.seed, image=image, instances=instances, provenance=provenance)
+                                              in_place=not keep_background)
+        return image, instances, bg_name, (background if keep_background else None)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from vision_synth.masks import box_slices
 from vision_synth.scene.layers import Layer
 from vision_synth.spec import (
     CountRange,
@@ -208,10 +209,8 @@ _ALPHA_LUT = _alpha(np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0))
 
 def _crop(alpha: np.ndarray, *maps: np.ndarray, margin: int = 1) -> tuple[np.ndarray, ...]:
     """Crop alpha (and maps of the same patch) to the pixels with alpha > 0, plus `margin`."""
-    x, y, w, h = cv2.boundingRect((alpha > 0.0).view(np.uint8))
-    y0, y1 = max(0, y - margin), min(alpha.shape[0], y + h + margin)
-    x0, x1 = max(0, x - margin), min(alpha.shape[1], x + w + margin)
-    return tuple(np.ascontiguousarray(a[y0:y1, x0:x1]) for a in (alpha, *maps))
+    rows, cols = box_slices(alpha > 0.0, margin)
+    return tuple(np.ascontiguousarray(a[rows, cols]) for a in (alpha, *maps))
 
 
 def _fit(paths: list[np.ndarray], pad: float, image_hw: tuple[int, int]) -> list[np.ndarray]:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from vision_synth.coco.reader import load_coco
 from vision_synth.errors import DatasetError
+from vision_synth.imageio import IMAGE_SUFFIXES, has_alpha, read_image
+from vision_synth.masks import box_slices
 from vision_synth.scene.layers import Layer
 from vision_synth.spec import uniform
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,27 +77,14 @@ def _with_margin(rgba: np.ndarray, margin: int = _MARGIN) -> np.ndarray:
     return out
 
 
-def _box(mask: np.ndarray) -> tuple[slice, slice]:
-    """Rows and columns of the bounding box of a bool mask's True pixels (empty when none)."""
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
-    return slice(y, y + h), slice(x, x + w)
-
-
-def _trim(rgb: np.ndarray, alpha: np.ndarray, origin: str) -> Cutout:
+def trim_cutout(rgb: np.ndarray, alpha: np.ndarray, origin: str) -> Cutout:
+    """A Cutout of `rgb` and `alpha` cropped to the pixels of alpha ≥ 0.5 (an error naming `origin`
+    when there are none)."""
     visible = alpha >= 0.5
     if not visible.any():
         raise DatasetError(f"{origin}: the cutout is fully transparent")
-    box = _box(visible)
+    box = box_slices(visible)
     return Cutout(np.ascontiguousarray(rgb[box]), np.ascontiguousarray(alpha[box]), origin)
-
-
-def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
-    """Decode an image file to an array, with an error that names the file."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert(mode))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: cannot read image ({exc})") from None
 
 
 def load_sprite_folder(folder: Path) -> list[Cutout]:
@@ -110,14 +96,10 @@ def load_sprite_folder(folder: Path) -> list[Cutout]:
         raise DatasetError(f"{folder}: no images in sprite folder")
     cutouts = []
     for path in files:
-        try:
-            with Image.open(path) as im:
-                if "A" not in im.getbands() and "transparency" not in im.info:
-                    raise DatasetError(f"{path}: sprite has no alpha channel (save cutouts as RGBA PNG)")
-                rgba = np.asarray(im.convert("RGBA"), np.float32)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: cannot read image ({exc})") from None
-        cutouts.append(_trim(rgba[..., :3], rgba[..., 3] / 255.0, str(path)))
+        if not has_alpha(path):
+            raise DatasetError(f"{path}: sprite has no alpha channel (save cutouts as RGBA PNG)")
+        rgba = read_image(path, "RGBA").astype(np.float32)
+        cutouts.append(trim_cutout(rgba[..., :3], rgba[..., 3] / 255.0, str(path)))
     return cutouts
 
 
@@ -138,7 +120,7 @@ def load_coco_crops(annotations: Path, images: Path, category: str) -> list[Cuto
         for ann, mask, approx in zip(dataset.annotations_of(image["id"]), inst.masks, inst.attributes["approximate"]):
             if ann["category_id"] != ids[0] or ann.get("iscrowd", 0) or approx:
                 continue  # box-only annotations have no exact shape to cut
-            cutouts.append(_trim(pixels, mask.astype(np.float32), f"{annotations} annotation {ann['id']}"))
+            cutouts.append(trim_cutout(pixels, mask.astype(np.float32), f"{annotations} annotation {ann['id']}"))
     if not cutouts:
         raise DatasetError(f"{annotations}: no instance with a mask of category {category!r}")
     return cutouts
@@ -198,7 +180,7 @@ def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: t
     (at least one pixel: the most opaque, should the cutout shrink below a pixel)."""
     rgb, alpha = _warp(cutout, rng, spec, image_hw)
     alpha = _never_empty(alpha)
-    box = _box(alpha >= 0.5)
+    box = box_slices(alpha >= 0.5)
     return Cutout(np.ascontiguousarray(rgb[box]), np.ascontiguousarray(alpha[box]), cutout.origin)
 
 
@@ -219,6 +201,6 @@ def object_layer(cutouts: list[Cutout], spec, blend, rng: np.random.Generator,
         alpha = _never_empty(cv2.GaussianBlur(alpha, (0, 0), blend.feather))
     else:  # hard and poisson
         alpha = (alpha >= 0.5).astype(np.float32)
-    box = _box(alpha > 0.0)
+    box = box_slices(alpha > 0.0)
     return Layer.solid(np.ascontiguousarray(alpha[box]), np.ascontiguousarray(rgb[box]), category_id, source,
                        blend="poisson" if mode == "poisson" else "alpha")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vision_synth.masks import mask_box
 from vision_synth.scene.layers import Layer
 from vision_synth.types import Instances
 
@@ -146,7 +147,7 @@ def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int
     src_p[pad : pad + h, pad : pad + w] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
     mask_p = np.zeros(dst_p.shape[:2], np.uint8)
     mask_p[pad : pad + h, pad : pad + w] = mask.astype(np.uint8) * 255
-    bx, by, bw, bh = cv2.boundingRect(mask_p)
+    bx, by, bw, bh = mask_box(mask_p)
     center = (bx + bw // 2, by + bh // 2)
     out = cv2.seamlessClone(src_p, dst_p, mask_p, center, cv2.NORMAL_CLONE)[pad : pad + h, pad : pad + w]
     return np.where(mask[..., None], out, dst)

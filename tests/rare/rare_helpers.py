@@ -1,4 +1,5 @@
-"""A small real-looking dataset with one rare class among common ones, and clean images."""
+"""Plain helpers of the rare tests: a small real-looking dataset with one rare class among common ones
+and clean images, and the rare commands run through the real `vision-synth` entry point."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import write_coco_dataset
+from helpers import write_coco_dataset
+from vision_synth.cli import main
 from vision_synth.seeding import rng_for
 from vision_synth.types import Instances, Provenance, Sample
 
@@ -47,3 +49,8 @@ def rare_samples(n_images: int = 16, size: int = 64, rare_on: tuple[int, ...] = 
 
 def write_rare_dataset(root: Path, **kwargs) -> tuple[Path, Path]:
     return write_coco_dataset(root, rare_samples(**kwargs), category_names=NAMES)
+
+
+def run(argv: list[str], capsys=None) -> int:
+    """`vision-synth ARGV` in this process; its exit code."""
+    return main(argv)

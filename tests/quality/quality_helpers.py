@@ -1,5 +1,5 @@
-"""Shared pieces of the quality tests: a random-init Inception weights file, a faster network input,
-and small synthetic/reference datasets written with the project's writer."""
+"""Plain helpers of the quality tests: the faster network input size, small synthetic/reference
+datasets written with the project's writer, parsed `check` arguments. Fixtures: conftest.py."""
 
 from __future__ import annotations
 
@@ -7,33 +7,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
-from conftest import synthetic_samples, write_coco_dataset
+from helpers import synthetic_samples, write_coco_dataset
 from vision_synth.types import Provenance
 
 # The network is the FID architecture; tests only feed it 75×75 (its smallest input) instead of
 # 299×299 so a CPU run takes seconds. Loading and every formula are unchanged.
 TEST_INPUT_SIZE = 75
-
-
-@pytest.fixture
-def small_inception(monkeypatch):
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    monkeypatch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", TEST_INPUT_SIZE)
-
-
-@pytest.fixture(scope="session")
-def inception_weights(tmp_path_factory) -> Path:
-    """A random-init state dict of the FID Inception-v3, saved like the real weights file."""
-    pytest.importorskip("torch_fidelity", reason="fidelity tests need torch-fidelity (the fid extra)")
-    from vision_synth.quality.features import random_inception_state_dict
-
-    path = tmp_path_factory.mktemp("weights") / "inception-random-test.pth"
-    torch.save(random_inception_state_dict(seed=7), path)
-    return path
 
 
 def synthetic(n: int, seed: int, size=(64, 64)):

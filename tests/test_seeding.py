@@ -1,0 +1,27 @@
+"""vision_synth.seeding: per-sample and per-dataset streams are independent and reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vision_synth.seeding import DATASET_STREAMS, rng_for, rng_for_dataset
+
+
+def test_sample_streams_depend_on_seed_index_and_stream_only():
+    draw = lambda *key: rng_for(*key).random(4).tolist()  # noqa: E731
+    assert draw(3, 7) == draw(3, 7) and draw(3, 7, 1) == draw(3, 7, 1)
+    assert len({tuple(draw(*k)) for k in [(3, 7), (3, 8), (4, 7), (3, 7, 1)]}) == 4
+
+
+def test_the_split_stream_is_the_seed_root_sequence_so_existing_splits_stay():
+    root = np.random.Generator(np.random.PCG64(np.random.SeedSequence(11)))  # how splits were drawn before
+    assert rng_for_dataset(11, "split").permutation(50).tolist() == root.permutation(50).tolist()
+
+
+def test_dataset_streams_differ_from_every_sample_stream_and_are_named():
+    split = rng_for_dataset(5, "split").random(4).tolist()
+    assert all(rng_for(5, i).random(4).tolist() != split for i in range(20))
+    assert len(set(DATASET_STREAMS.values())) == len(DATASET_STREAMS)
+    with pytest.raises(ValueError, match="unknown random stream 'shuffle'"):
+        rng_for_dataset(5, "shuffle")

@@ -1,0 +1,135 @@
+"""Writing files so that readers never see half of one: atomic files, JSON, staged output folders.
+
+Every room writes through these three: a file appears whole or not at all (`write_atomic`,
+`write_json`), and an output folder appears complete or not at all (`staged_output`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from vision_synth.errors import DatasetError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files owner-only
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """A file to write `path` through: a temp file beside it, renamed to `path` when the block
+    succeeds (readers see the old file or the whole new one) and removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `data` (str as UTF-8) to `path` atomically (see `atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """JSON as every file of ours holds it: compact (COCO files, shard lines), or indented for files
+    people read (reports, state), with non-ASCII characters kept as they are."""
+    if indent is None:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
+
+
+def write_json(path: Path, obj: Any, indent: int | None = None) -> None:
+    """`obj` as JSON (see `dumps_json`), written atomically."""
+    write_atomic(path, dumps_json(obj, indent))
+
+
+STAGE_KINDS = ("partial", "old")  # .OUT.partial-PID-TOKEN: being built; .OUT.old-PID-TOKEN: the replaced OUT
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def stage_path(out: Path, kind: str = "partial") -> Path:
+    """The hidden name beside `out` that this process builds it under: .OUT.partial-PID-TOKEN."""
+    out = Path(out)
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the staging folders (or files) beside `out` left by runs that were killed (their process
+    is gone); those of live runs stay. Returns what was removed."""
+    out = Path(out)
+    removed = []
+    for kind in STAGE_KINDS:
+        for stage in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = stage.name[len(f".{out.name}.{kind}-"):].split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                if stage.is_dir() and not stage.is_symlink():
+                    shutil.rmtree(stage, ignore_errors=True)
+                else:
+                    stage.unlink(missing_ok=True)
+                removed.append(stage)
+    return removed
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, replace: bool = False) -> Iterator[Path]:
+    """The one way a command writes a new output folder: a fresh hidden folder beside `out`
+    (`.OUT.partial-PID-TOKEN`) to build into, renamed to `out` when the block succeeds and removed
+    when it fails, so `out` is never half-written. Without `replace` (--overwrite), `out` must not
+    exist or be an empty folder; with it, an existing `out` is swapped for the new one only at the end.
+    Stages of killed runs (PID gone) are removed first, so a SIGKILL leaves `out` absent or complete
+    and the next run cleans up after it."""
+    out = Path(out)
+    if not replace and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(out)
+    stage = stage_path(out)
+    stage.mkdir()
+    try:
+        yield stage
+        if not (out.exists() or out.is_symlink()):
+            os.replace(stage, out)
+        else:  # empty, or replaced: moved aside first, so OUT is whole at every moment
+            old = stage_path(out, "old")
+            os.replace(out, old)
+            try:
+                os.replace(stage, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
