@@ -3,12 +3,26 @@ Plain helper functions are in helpers.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from helpers import synthetic_samples, write_coco_dataset
+
+# the caller's variables that change what the package does: Hugging Face hub and cache settings,
+# transformers' offline switch, and the package's own (VISION_SYNTH_FID_WEIGHTS, ...)
+CALLER_VARIABLES = ("HF_", "VISION_SYNTH_", "TRANSFORMERS_OFFLINE")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch):
+    """Every test runs as if none of CALLER_VARIABLES were set (subprocesses inherit the cleared
+    environment); a test that needs one sets it with monkeypatch.setenv."""
+    for name in list(os.environ):
+        if name.startswith(CALLER_VARIABLES):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

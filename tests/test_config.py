@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from helpers import REPO, small_config
 from vision_synth.cli import main
@@ -37,6 +38,18 @@ BAD = [
     ({"categories": [{"id": 1, "name": "scratch"}]}, "scene.defects[1].category", "unknown category 'pit'"),
     ({"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}, "categories", "duplicate id"),
     ({"output": {"segmentation": "mask"}}, "output.segmentation", "'rle' or 'polygon'"),
+    # names and paths that would leave their folders, or that no file system takes
+    ({"scene": "x" * 300}, "scene 'xxxx", "300 bytes, longer than a file name may be (255)"),
+    ({"scene": "../../etc"}, "scene '../../etc'", "a scene name is the name of a folder under scenes/"),
+    ({"scene": "y" * 300 + ".yaml"}, "scene", "305 bytes, longer than a file name may be"),
+    ({"scene": "../../elsewhere/scene.yaml"}, "scene", "resolves outside"),
+    ({"scene": inline_scene(objects=[{"category": "ball", "source": {"kind": "sprites", "path": "../../sprites"}}])},
+     "scene.objects[0].source.path", "'../../sprites' resolves outside"),
+    ({"scene": inline_scene(region="sub/../../../region.png")}, "scene.region", "resolves outside"),
+    ({"scene": inline_scene(background={"kind": "images", "images": "../../photos/*.jpg"})},
+     "scene.background.images", "resolves outside"),
+    ({"name": "n" * 300}, "name", "300 bytes, longer than a folder name may be"),
+    ({"name": "../../evil"}, "name", "plain folder name"),
 ]
 
 
@@ -53,6 +66,36 @@ def test_bad_config_names_file_and_key(write_config, tmp_path, capsys, change, k
     assert err.startswith(f"error: {path}") or err.startswith("error: scene"), err
     assert key in err and words in err, err
     assert not out.exists(), "nothing written"
+
+
+def _project(folder, sprites_path: str):
+    """folder/scenes/mine/scene.yaml with one sprite object at `sprites_path`; the config that names it."""
+    scene = folder / "scenes" / "mine" / "scene.yaml"
+    scene.parent.mkdir(parents=True)
+    scene.write_text(yaml.safe_dump(
+        {"objects": [{"category": "ball", "source": {"kind": "sprites", "path": sprites_path}}]}))
+    config = folder / "configs" / "mine.yaml"
+    config.parent.mkdir()
+    config.write_text(yaml.safe_dump(small_config(scene="mine")))
+    return config
+
+
+def test_scene_file_assets_stay_inside_the_scene_folder(tmp_path, capsys):
+    path = _project(tmp_path, "../other_scene/sprites")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    scene = tmp_path / "scenes" / "mine" / "scene.yaml"
+    assert err == (f"error: {scene}: objects[0].source.path: '../other_scene/sprites' resolves outside "
+                   f"{scene.parent}; keep relative paths inside that folder, or write the path absolute")
+
+
+def test_absolute_asset_paths_and_the_shipped_relative_ones_are_kept(tmp_path):
+    sprites = REPO / "scenes" / "tabletop_objects" / "sprites" / "ball"
+    config = load_config(_project(tmp_path, str(sprites)))  # absolute: the user's own choice
+    assert config.scene.resolve(config.scene.objects[0].source.path) == sprites
+    # a config under configs/ may name assets of the project's scenes/ (configs/bench_512.yaml)
+    bench = load_config(REPO / "configs" / "bench_512.yaml")
+    assert bench.scene.resolve(bench.scene.objects[0].source.path).resolve() == sprites
 
 
 def test_yaml_syntax_error_names_line(write_config, tmp_path):

@@ -4,11 +4,25 @@ line naming the file and key or record; no traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from vision_synth import __version__
 from vision_synth.errors import VisionSynthError
+
+# errors of a path the user named (a name too long, a folder not writable): one line, exit 2
+USER_PATH_ERRORS = (errno.ENAMETOOLONG, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
+
+
+def add_output_flags(p: argparse.ArgumentParser, overwrite: bool = True,
+                     overwrite_help: str = "replace an existing output; it is replaced only once the new one is whole"
+                     ) -> None:
+    """The common flags of the commands that write, defined once: --quiet (no progress bars) and
+    --overwrite (left out where a command resumes or updates in place, e.g. `defects train`, `check`)."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help=overwrite_help)
 
 
 def _load(args):
@@ -76,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: out/NAME)")
     p.add_argument("--num-images", type=int, help="override num_images")
     p.add_argument("--seed", type=int, help="override seed")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset made from another config")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(p, overwrite_help="replace a dataset made from another config (the same config resumes)")
     p.add_argument("--processes", type=int, help="run N processes through accelerate (one per GPU, or CPU processes)")
     p.set_defaults(func=cmd_generate)
 
@@ -114,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except VisionSynthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in USER_PATH_ERRORS or exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)  # a path the user gave
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

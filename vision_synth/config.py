@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from vision_synth.augment.spec import AugmentSpec
 from vision_synth.diffusion.spec import DiffusionSpec
@@ -19,6 +20,7 @@ from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, P
                                read_yaml, validate_spec)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+NAME_MAX = 255  # bytes in one file or folder name on the usual file systems (ext4, APFS, NTFS)
 TextureName = Literal[TEXTURES]  # type: ignore[valid-type]
 
 
@@ -156,6 +158,15 @@ class DatasetConfig(Spec):
     # the augmentation pipeline, loaded (and checked) with the config; hashed by content
     _pipeline: Any = PrivateAttr(default=None)
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:  # the default output is out/NAME
+        if name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError("must be a plain folder name (it names the default output folder out/NAME)")
+        if len(name.encode()) > NAME_MAX:
+            raise ValueError(f"is {len(name.encode())} bytes, longer than a folder name may be ({NAME_MAX})")
+        return name
+
     @model_validator(mode="after")
     def _categories_known(self) -> DatasetConfig:
         if self.categories is None:
@@ -203,10 +214,16 @@ class DatasetConfig(Spec):
 
 # --------------------------------------------------------------------------------------- loading
 def find_scene(name: str, config_dir: Path) -> Path:
-    """A scene given by name ('surface_defects') or path ('../scenes/x/scene.yaml')."""
+    """A scene given by name ('surface_defects': a folder under scenes/) or path ('../scenes/x/scene.yaml')."""
     if name.endswith((".yaml", ".yml")):
         p = Path(name).expanduser()
         return p if p.is_absolute() else config_dir / p
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(f"scene {name!r}: a scene name is the name of a folder under scenes/ "
+                          "(or give the path of its .yaml file)")
+    if len(name.encode()) > NAME_MAX:
+        raise ConfigError(f"scene {name[:24] + '…'!r}: the name is {len(name.encode())} bytes, longer than a "
+                          f"file name may be ({NAME_MAX})")
     for root in (Path.cwd(), config_dir.parent, PACKAGE_ROOT):
         candidate = root / "scenes" / name / "scene.yaml"
         if candidate.is_file():
@@ -214,10 +231,37 @@ def find_scene(name: str, config_dir: Path) -> Path:
     raise ConfigError(f"scene {name!r}: no scenes/{name}/scene.yaml (looked in {Path.cwd()}, {config_dir.parent}, {PACKAGE_ROOT})")
 
 
+def _scene_paths(scene: SceneSpec) -> list[tuple[str, str]]:
+    """(key path, path as written) of every file or folder a scene names."""
+    paths = [("region", scene.region)]
+    if isinstance(scene.background, ImageBackground):
+        paths += [("background.images", scene.background.images), ("background.regions", scene.background.regions)]
+    for i, obj in enumerate(scene.objects):
+        for key in ("path", "annotations", "images"):
+            paths.append((f"objects[{i}].source.{key}", getattr(obj.source, key, None)))
+    return [(key, value) for key, value in paths if value is not None]
+
+
+def check_inside(source: Path | str, key: str, value: str, base: Path, root: Path) -> None:
+    """Refuse a relative path (as written at `key` of the file `source`) that, joined to `base`, leaves
+    `root`, and one with a name longer than a file system allows. An absolute path (or ~) is the user's
+    own choice and is kept; symlinks inside `root` are followed as usual (the check is on the text)."""
+    p = Path(value).expanduser()
+    long = next((part for part in p.parts if len(part.encode()) > NAME_MAX), None)
+    if long is not None:
+        raise ConfigError(f"{source}: {key}: the name {long[:24] + '…'!r} is {len(long.encode())} bytes, longer than "
+                          f"a file name may be ({NAME_MAX})")
+    if not p.is_absolute() and not Path(os.path.normpath(base / p)).is_relative_to(root):
+        raise ConfigError(f"{source}: {key}: {value!r} resolves outside {root}; keep relative paths inside that "
+                          "folder, or write the path absolute")
+
+
 def load_scene(path: Path) -> SceneSpec:
     data = read_yaml(path)
     scene = validate_spec(SceneSpec, data, str(path))
     scene._base_dir = path.resolve().parent
+    for key, value in _scene_paths(scene):  # a scene's assets lie in its own folder
+        check_inside(path, key, value, scene._base_dir, scene._base_dir)
     return scene
 
 
@@ -230,12 +274,21 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     scene_value = data.get("scene")
     scene: SceneSpec | None = None
+    # relative paths in a config stay inside its project folder (the one holding configs/ and scenes/)
+    project = path.resolve().parent.parent
     if isinstance(scene_value, str):
-        scene = load_scene(find_scene(scene_value, path.parent))
+        try:
+            scene_file = find_scene(scene_value, path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: scene: {exc}") from None
+        check_inside(path, "scene", scene_value, path.resolve().parent, project)
+        scene = load_scene(scene_file)
         data = {**data, "scene": scene}
     config = validate_spec(DatasetConfig, data, str(path))
     if scene is None:  # inline scene: its paths are relative to the config file
         config.scene._base_dir = path.resolve().parent
+        for key, value in _scene_paths(config.scene):
+            check_inside(path, f"scene.{key}", value, config.scene._base_dir, project)
     _check_category_names(config, path)
     if config.augment is not None:
         config._pipeline = config.augment.load_pipeline(path.resolve().parent)

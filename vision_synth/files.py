@@ -63,26 +63,73 @@ def write_json(path: Path, obj: Any, indent: int | None = None) -> None:
     write_atomic(path, dumps_json(obj, indent))
 
 
+STAGE_KINDS = ("partial", "old")  # .OUT.partial-PID-TOKEN: being built; .OUT.old-PID-TOKEN: the replaced OUT
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def stage_path(out: Path, kind: str = "partial") -> Path:
+    """The hidden name beside `out` that this process builds it under: .OUT.partial-PID-TOKEN."""
+    out = Path(out)
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the staging folders (or files) beside `out` left by runs that were killed (their process
+    is gone); those of live runs stay. Returns what was removed."""
+    out = Path(out)
+    removed = []
+    for kind in STAGE_KINDS:
+        for stage in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = stage.name[len(f".{out.name}.{kind}-"):].split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                if stage.is_dir() and not stage.is_symlink():
+                    shutil.rmtree(stage, ignore_errors=True)
+                else:
+                    stage.unlink(missing_ok=True)
+                removed.append(stage)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_output(out: Path, replace: bool = False) -> Iterator[Path]:
-    """A fresh hidden folder beside `out` to build into, renamed to `out` when the block succeeds and
-    removed when it fails, so `out` is never half-written. Without `replace`, `out` must not exist
-    or be an empty folder; with it, an existing `out` is swapped for the new one only at the end."""
+    """The one way a command writes a new output folder: a fresh hidden folder beside `out`
+    (`.OUT.partial-PID-TOKEN`) to build into, renamed to `out` when the block succeeds and removed
+    when it fails, so `out` is never half-written. Without `replace` (--overwrite), `out` must not
+    exist or be an empty folder; with it, an existing `out` is swapped for the new one only at the end.
+    Stages of killed runs (PID gone) are removed first, so a SIGKILL leaves `out` absent or complete
+    and the next run cleans up after it."""
     out = Path(out)
     if not replace and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder")
+        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    remove_stale_stages(out)
+    stage = stage_path(out)
     stage.mkdir()
     try:
         yield stage
-        old = None
-        if out.exists():  # empty, or replaced: moved aside first, so OUT is whole at every moment
-            old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+        if not (out.exists() or out.is_symlink()):
+            os.replace(stage, out)
+        else:  # empty, or replaced: moved aside first, so OUT is whole at every moment
+            old = stage_path(out, "old")
             os.replace(out, old)
-        os.replace(stage, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+            try:
+                os.replace(stage, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

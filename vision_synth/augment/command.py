@@ -9,6 +9,8 @@ from pathlib import Path
 
 def add_augment_parser(subparsers) -> argparse.ArgumentParser:
     """Register `augment` on the `vision-synth` subparsers."""
+    from vision_synth.cli import add_output_flags
+
     p = subparsers.add_parser(
         "augment", help="write augmented copies of a COCO dataset (labels re-derived from the masks)",
         description="Augment an existing COCO dataset with an albumentations pipeline (saved with A.save) "
@@ -31,8 +33,7 @@ def add_augment_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jpeg", "png"), default="jpeg", help="image format (default jpeg)")
     p.add_argument("--quality", type=int, default=92, help="JPEG quality (default 92)")
     p.add_argument("--segmentation", choices=("rle", "polygon"), default="rle")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(p)
     p.set_defaults(func=cmd_augment)
     return p
 

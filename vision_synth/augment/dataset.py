@@ -114,7 +114,8 @@ def augment_coco(annotations: str | Path, images: str | Path | None, spec: Augme
         return pick
 
     crowd = sum(1 for a in dataset.annotations if a.get("iscrowd", 0))
-    with staged_output(out, replace=True) as work:  # empty, or --overwrite: replaced only once whole
+    # built in .OUT.partial-PID-TOKEN; an existing OUT (--overwrite) is replaced only once the new one is whole
+    with staged_output(out, replace=overwrite) as work:
         shard = work / "records.jsonl"
         written = 0
         with ShardWriter(shard) as writer:

@@ -19,7 +19,8 @@ def cmd_export(args) -> int:
     if args.format == "coco" and args.segmentation == "rle-uncompressed" and args.polygons is not None:
         raise VisionSynthError("--polygons applies to --segmentation polygon only")
     result = export_dataset(Path(args.dir), Path(args.out), args.format, polygons=args.polygons or "all",
-                            segmentation=args.segmentation or "polygon", link=args.link)
+                            segmentation=args.segmentation or "polygon", link=args.link, overwrite=args.overwrite,
+                            show_progress=not args.quiet)
     for line in result.lines():
         print(line)
     return 0
@@ -38,7 +39,8 @@ def cmd_split(args) -> int:
 def cmd_merge(args) -> int:
     from vision_synth.coco.merge import merge_datasets
 
-    result = merge_datasets([Path(d) for d in args.dirs], Path(args.out), link=args.link)
+    result = merge_datasets([Path(d) for d in args.dirs], Path(args.out), link=args.link, overwrite=args.overwrite,
+                            show_progress=not args.quiet)
     for line in result.lines():
         print(line)
     return 0
@@ -54,6 +56,8 @@ def _add_link(p: argparse.ArgumentParser) -> None:
 
 def add_dataset_parsers(sub) -> None:
     """Register export, split and merge on the `vision-synth` subparsers."""
+    from vision_synth.cli import add_output_flags
+
     p = sub.add_parser("export", help="export a dataset as YOLO, YOLO-seg or COCO (polygons / uncompressed RLE)")
     p.add_argument("dir", help="dataset folder (annotations.json, images/, optional split files)")
     p.add_argument("--format", required=True, choices=["yolo", "yolo-seg", "coco"])
@@ -63,6 +67,7 @@ def add_dataset_parsers(sub) -> None:
     p.add_argument("--segmentation", choices=["polygon", "rle-uncompressed"],
                    help="COCO segmentation form (default polygon)")
     _add_link(p)
+    add_output_flags(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("split", help="write annotations_train/_val/_test.json beside annotations.json")
@@ -78,4 +83,5 @@ def add_dataset_parsers(sub) -> None:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="dataset folders, in order")
     p.add_argument("--out", required=True, help="new output folder")
     _add_link(p)
+    add_output_flags(p)
     p.set_defaults(func=cmd_merge)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from tqdm import tqdm
 
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import CocoDataset, load_coco
@@ -141,28 +142,35 @@ def _load_parts(root: Path) -> dict[str, CocoDataset]:
     splits = existing_splits(root)
     if not splits:
         return {"all": load_coco(annotations, images)}
-    return {name: load_coco(path, images) for name, path in splits.items()}
+    parts = {name: load_coco(path, images) for name, path in splits.items()}
+    runs = {name: part.info.get("split_run") for name, part in parts.items()}
+    if len(set(runs.values())) > 1:  # e.g. a split killed between renaming its files
+        raise DatasetError(f"{root}: the split files come from different runs of `vision-synth split` "
+                           f"({', '.join(f'{n} {r}' for n, r in runs.items())}); run it again")
+    return parts
 
 
 def export_dataset(root: str | Path, out: str | Path, fmt: str, polygons: str = "all",
-                   segmentation: str = "polygon", link: str | None = None) -> ExportResult:
+                   segmentation: str = "polygon", link: str | None = None, overwrite: bool = False,
+                   show_progress: bool = True) -> ExportResult:
     """Export the dataset folder `root` to the new folder `out` in `fmt` (see FORMATS).
 
     polygons: "largest" keeps the largest part of a split mask, "all" keeps every part (YOLO-seg
-    joins them into one outline). segmentation (COCO only): "polygon" or "rle-uncompressed"."""
+    joins them into one outline). segmentation (COCO only): "polygon" or "rle-uncompressed".
+    overwrite: replace an existing `out`, once the export is whole."""
     _check_options(fmt, polygons, segmentation, link)
     root, out = Path(root), Path(out)
     parts = _load_parts(root)
-    with staged_output(out) as stage:
+    with staged_output(out, replace=overwrite) as stage:
         if fmt == "coco":
-            result = _export_coco(root, parts, stage, segmentation, polygons == "largest", link)
+            result = _export_coco(root, parts, stage, segmentation, polygons == "largest", link, show_progress)
         else:
-            result = _export_yolo(parts, stage, out, fmt == "yolo-seg", polygons == "largest", link)
+            result = _export_yolo(parts, stage, out, fmt == "yolo-seg", polygons == "largest", link, show_progress)
     return ExportResult(out=out, format=fmt, **result)
 
 
 def _export_yolo(parts: dict[str, CocoDataset], stage: Path, out: Path, segments: bool, largest_only: bool,
-                 link: str | None) -> dict[str, Any]:
+                 link: str | None, show_progress: bool = True) -> dict[str, Any]:
     first = next(iter(parts.values()))
     if "all" not in parts and not {"train", "val"} <= set(parts):
         raise DatasetError(f"{first.path.parent}: YOLO needs train and val split files, found {', '.join(parts)}; "
@@ -172,7 +180,7 @@ def _export_yolo(parts: dict[str, CocoDataset], stage: Path, out: Path, segments
     counts, instances, seen = {}, 0, set()
     for name, dataset in parts.items():
         sub = "" if name == "all" else name
-        for image in dataset.images:
+        for image in tqdm(dataset.images, desc=f"export {name}", unit="image", disable=not show_progress):
             rel = Path(image["file_name"])
             if (sub, rel) in seen:
                 raise DatasetError(f"{dataset.path}: file_name {image['file_name']!r} is used by two images")
@@ -199,14 +207,14 @@ def _export_yolo(parts: dict[str, CocoDataset], stage: Path, out: Path, segments
 
 
 def _export_coco(root: Path, parts: dict[str, CocoDataset], stage: Path, segmentation: str, largest_only: bool,
-                 link: str | None) -> dict[str, Any]:
+                 link: str | None, show_progress: bool = True) -> dict[str, Any]:
     files = {"all": load_coco(*dataset_paths(root))} if "all" not in parts else {}
     files.update(parts)
     counts, instances, fallbacks = {}, 0, 0
     for name, dataset in files.items():
         by_id = {im["id"]: im for im in dataset.images}
         annotations = []
-        for ann in dataset.annotations:
+        for ann in tqdm(dataset.annotations, desc=f"export {name}", unit="label", disable=not show_progress):
             ann = dict(ann)
             if ann.get("segmentation"):
                 im = by_id[ann["image_id"]]

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from tqdm import tqdm
+
 from vision_synth.coco.export import place_file
-from vision_synth.files import staged_output
 from vision_synth.coco.reader import load_coco
 from vision_synth.coco.split import dataset_paths
 from vision_synth.coco.writer import ShardWriter, write_annotations
+from vision_synth.files import staged_output
 from vision_synth.errors import DatasetError, VisionSynthError
 
 PROVENANCE_KEYS = ("source_dataset", "source_image_id", "source_file_name")
@@ -67,22 +69,24 @@ class CategoryMerger:
         return mapping
 
 
-def merge_datasets(roots: Sequence[str | Path], out: str | Path, link: str | None = None) -> MergeResult:
+def merge_datasets(roots: Sequence[str | Path], out: str | Path, link: str | None = None, overwrite: bool = False,
+                   show_progress: bool = True) -> MergeResult:
     """Merge the dataset folders `roots` into the new folder `out`; images copied, or hard-linked
-    (`link="hard"`) or symlinked (`"sym"`)."""
+    (`link="hard"`) or symlinked (`"sym"`). overwrite: replace an existing `out`, once the merge is whole."""
     if len(roots) < 2:
         raise VisionSynthError("merge needs at least two dataset folders")
     out = Path(out)
     categories = CategoryMerger()
     inputs = []
-    with staged_output(out) as stage:
+    with staged_output(out, replace=overwrite) as stage:
         shard = stage / "merge.jsonl"
         new_id = 0
         with ShardWriter(shard) as writer:
             for root in roots:
                 dataset = load_coco(*dataset_paths(root))
                 category_map = categories.add(dataset.categories, dataset.path)
-                for image in sorted(dataset.images, key=lambda im: im["id"]):
+                for image in tqdm(sorted(dataset.images, key=lambda im: im["id"]), desc=f"merge {root}",
+                                  unit="image", disable=not show_progress):
                     new_id += 1
                     file_name = f"{new_id:09d}{Path(image['file_name']).suffix.lower()}"
                     place_file(dataset.image_file(image), stage / "images" / file_name, link)

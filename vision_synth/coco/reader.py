@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,23 @@ def _check_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> Non
         raise _fail(path, where, "segmentation must be a polygon list or an RLE dict")
 
 
-def load_coco(path: str | Path, images_dir: str | Path | None = None, check_files: bool = True) -> CocoDataset:
-    """Load a COCO instances json and check every record; `images_dir` defaults to the json's folder."""
+def outside_file_name(file_name: str) -> bool:
+    """True when an image's `file_name` is absolute or climbs out of the image folder
+    ('/etc/hostname', '../../x.jpg', 'a/../../x.jpg'), by its text: symlinks inside the folder are
+    followed as usual (export --symlink writes them)."""
+    name = file_name.replace("\\", "/")
+    if name.startswith("/") or Path(file_name).is_absolute() or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
+        return True
+    normal = posixpath.normpath(name)
+    return normal == ".." or normal.startswith("../")
+
+
+def load_coco(path: str | Path, images_dir: str | Path | None = None, check_files: bool = True,
+              allow_outside_paths: bool = False) -> CocoDataset:
+    """Load a COCO instances json and check every record; `images_dir` defaults to the json's folder.
+
+    An image `file_name` that is absolute or leaves `images_dir` is refused, unless
+    `allow_outside_paths` (the commands that write file names into an output never pass it)."""
     path = Path(path)
     data = _read_json(path)
     if not isinstance(data, dict):
@@ -151,6 +167,9 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
             raise _fail(path, where, "width and height must be positive")
         if img["id"] in images:
             raise _fail(path, where, "duplicate image id")
+        if not allow_outside_paths and outside_file_name(img["file_name"]):
+            raise _fail(path, where, f"file_name {img['file_name']!r} is absolute or leaves the image folder "
+                                     f"{base}; file names must be relative paths inside it")
         if check_files and not (base / img["file_name"]).is_file():
             raise _fail(path, where, f"image file {base / img['file_name']} not found")
         images[img["id"]] = img

@@ -9,6 +9,9 @@ The same dataset, ratios and seed give the same split.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
-from vision_synth.files import write_json
+from vision_synth.files import FILE_MODE, dumps_json, remove_stale_stages, stage_path
 from vision_synth.seeding import rng_for_dataset
 from vision_synth.errors import DatasetError, VisionSynthError
 
@@ -180,23 +183,37 @@ def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0
                   seed: int = 0, allow_synthetic_eval: bool = False) -> SplitResult:
     """Write DIR/annotations_{train,val[,test]}.json (atomically each) and remove a split file of an
     earlier run that this split does not produce."""
+
     ratios = parse_ratios(ratios)
     annotations, images = dataset_paths(root)
     dataset = load_coco(annotations, images)
     ids = assign_splits(dataset, ratios, by_class, seed, allow_synthetic_eval)
     names_of = dataset.category_names
-    files, n_images, instances = {}, {}, {}
-    for name, image_ids in ids.items():
-        info = {**dataset.info, "split": name, "split_ratios": list(ratios), "split_seed": int(seed),
-                "split_by_class": bool(by_class), "split_synthetic_eval": bool(allow_synthetic_eval)}
-        data = subset(dataset, image_ids, info)
-        files[name] = split_file(root, name)
-        write_json(files[name], data)
-        n_images[name] = len(data["images"])
-        per_class = {c["name"]: 0 for c in dataset.categories}
-        for ann in data["annotations"]:
-            per_class[names_of[ann["category_id"]]] += 1
-        instances[name] = per_class
+    # every file of one run carries the same split_run (of the dataset and the settings), so a set
+    # mixed by a run killed between its renames is told apart (export refuses it)
+    settings = {"split_ratios": list(ratios), "split_seed": int(seed), "split_by_class": bool(by_class),
+                "split_synthetic_eval": bool(allow_synthetic_eval)}
+    run = hashlib.sha256(annotations.read_bytes() + json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    files, staged, n_images, instances = {}, {}, {}, {}
+    try:
+        for name, image_ids in ids.items():
+            data = subset(dataset, image_ids, {**dataset.info, "split": name, **settings, "split_run": run})
+            files[name] = split_file(root, name)
+            remove_stale_stages(files[name])  # .annotations_NAME.json.partial-PID-… of a killed run
+            staged[name] = stage_path(files[name])
+            staged[name].write_text(dumps_json(data), encoding="utf-8")
+            os.chmod(staged[name], FILE_MODE)
+            n_images[name] = len(data["images"])
+            per_class = {c["name"]: 0 for c in dataset.categories}
+            for ann in data["annotations"]:
+                per_class[names_of[ann["category_id"]]] += 1
+            instances[name] = per_class
+        for name in ids:  # all written: renamed into place one after the other
+            os.replace(staged[name], files[name])
+    except BaseException:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+        raise
     for name in SPLIT_NAMES:
         if name not in ids:
             split_file(root, name).unlink(missing_ok=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 def add_check_parser(subparsers) -> argparse.ArgumentParser:
     """Register `check` on the `vision-synth` subparsers."""
+    from vision_synth.cli import add_output_flags
+
     p = subparsers.add_parser(
         "check", help="quality gate: fidelity, duplicates, labels, memorisation, utility; publish or reject",
         description="Check a dataset against real reference images and apply the gate of the quality config. "
@@ -42,7 +44,7 @@ def add_check_parser(subparsers) -> argparse.ArgumentParser:
                         "implies --utility")
     p.add_argument("--seeds", help="utility: comma-separated training seeds, e.g. 0,1,2")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (features and training)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_flags(p, overwrite=False)  # check updates the dataset's own reports in place
     p.set_defaults(func=cmd_check)
     return p
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 def add_rare_parsers(subparsers) -> None:
     """Register `augment-rare` and `defects` (train, sample) on the `vision-synth` subparsers."""
+    from vision_synth.cli import add_output_flags
+
     p = subparsers.add_parser(
         "augment-rare", help="add instances of rare classes to a COCO dataset (real records kept unchanged)",
         description="Add copy-paste, procedural or learned instances of rare classes to a COCO dataset, "
@@ -18,8 +20,7 @@ def add_rare_parsers(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", help="rare policy YAML (see configs/policies/rare_example.yaml)")
     p.add_argument("--seed", type=int, help="override the policy's seed")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(p)
     p.set_defaults(func=cmd_augment_rare)
 
     d = subparsers.add_parser("defects", help="the learned defect source: a small joint image+mask diffusion model")
@@ -37,7 +38,7 @@ def add_rare_parsers(subparsers) -> None:
     t.add_argument("--eval-ratio", type=float, help="leave out the stratified eval split augment-rare draws "
                                                   "with this ratio and --seed")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--quiet", action="store_true")
+    add_output_flags(t, overwrite=False)  # the model folder resumes from its last checkpoint
     t.set_defaults(func=cmd_defects_train)
     s = dsub.add_parser("sample", help="draw crop+mask pairs (RGBA PNG, alpha = mask)")
     s.add_argument("--model", required=True, help="model folder from `defects train`")

@@ -160,7 +160,7 @@ class _Sources:
 def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy, out: str | Path,
                  policy_path: str = "policy", overwrite: bool = False, show_progress: bool = True) -> RareSummary:
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatasetError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
     dataset = load_coco(coco, images)
     eval_ids = eval_image_ids(dataset, policy.eval.coco, policy.eval.ratio, policy.seed)
@@ -176,7 +176,8 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
             makers[p.category_id] = sources.maker(p)
             seconds[p.source] = seconds.get(p.source, 0.0) + time.perf_counter() - start
 
-    with staged_output(out, replace=True) as work:
+    # built in .OUT.partial-PID-TOKEN; an existing OUT (--overwrite) is replaced only once the new one is whole
+    with staged_output(out, replace=overwrite) as work:
         real_names = _copy_real_images(dataset, work / "images")
         new_images, new_anns, added, gen_seconds = _make_new_images(
             dataset, policy, plans, makers, sources.finishers, train_ids, part, work / "images", real_names,
