@@ -16,7 +16,9 @@ class TrainConfig(BaseModel):
     """What to train and for how long. Training sees crops of `crop_size` pixels at a random scale in
     `scale_jitter` (flipped and transposed when `flips`). `image_size` is the shorter side the
     torchvision models resize images to (the longer side is capped at 5/3 of it; ssdlite uses a
-    square of this size); `fcos_compact` keeps images at their own scale. With a second training
+    square of this size), training crops and whole evaluation images alike, so give them crops
+    as large as the images' shorter side for the two to share a scale; `fcos_compact` keeps images
+    at their own scale. With a second training
     source (the utility check's synthetic data), `real_share` of every batch comes from the first."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
