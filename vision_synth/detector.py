@@ -235,8 +235,11 @@ class _Pool:
             anns = [a for a in dataset.annotations_of(image["id"])
                     if not a.get("iscrowd", 0) and names[a["category_id"]] in label_of_name]
             xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
-            boxes.append(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1))
-            labels.append(np.array([label_of_name[names[a["category_id"]]] for a in anns], np.int64))
+            w, h = image["width"], image["height"]
+            xyxy = np.clip(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1), 0, [w, h, w, h])
+            keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # what albumentations can carry
+            boxes.append(xyxy[keep])
+            labels.append(np.array([label_of_name[names[a["category_id"]]] for a in anns], np.int64)[keep])
         return cls(dataset, boxes, labels)
 
     def __len__(self) -> int:
@@ -272,12 +275,9 @@ class _Batches:
         pool = self.real if source == 0 else self.extra
         rng = rng_for(self.config.seed, step, _STREAMS[source], slot)
         index = int(rng.integers(len(pool)))
-        h, w = pool.dataset.images[index]["height"], pool.dataset.images[index]["width"]
-        boxes = np.clip(pool.boxes[index], 0, [w, h, w, h])
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        pixels, boxes, labels = self.transform(self._image(pool, source, index), boxes[keep],
-                                               pool.labels[index][keep], rng)
-        image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255)
+        pixels, boxes, labels = self.transform(self._image(pool, source, index), pool.boxes[index],
+                                               pool.labels[index], rng)
+        image = _tensor(pixels)
         target = {"boxes": torch.as_tensor(boxes), "labels": torch.as_tensor(labels)}
         return image, target
 
@@ -287,6 +287,11 @@ class _Batches:
 
 
 _STREAMS = (0x7EA1, 0x5E7E)  # real, extra: the purpose of each stream of training draws
+
+
+def _tensor(pixels: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 → 3×H×W float in [0, 1] (a copy: decoded images may be read-only)."""
+    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div_(255)
 
 
 def _schedule(config: TrainConfig):
@@ -383,8 +388,7 @@ def predict(detector: TrainedDetector, dataset: CocoDataset, batch_size: int = 8
     images = dataset.images
     for first in tqdm(range(0, len(images), batch_size), desc="evaluate", unit="batch", disable=not progress):
         batch = images[first : first + batch_size]
-        pixels = [torch.from_numpy(np.array(read_image(dataset.image_file(im)))).permute(2, 0, 1).float().div_(255).to(device)
-                  for im in batch]
+        pixels = [_tensor(read_image(dataset.image_file(im))).to(device) for im in batch]
         for image, out in zip(batch, model(pixels)):
             boxes = out["boxes"].cpu().numpy().astype(float)
             for (x0, y0, x1, y1), label, score in zip(boxes, out["labels"].tolist(), out["scores"].tolist()):
