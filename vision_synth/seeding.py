@@ -31,7 +31,8 @@ def torch_generator_for(seed: int, index: int, *stream: int, device: str = "cpu"
 # seed. "split" is the seed's root sequence: the stream splits were drawn from before streams had
 # names, kept so that a dataset split (and the eval images a learned model was kept away from) stays
 # where it was. A new purpose takes the next free key.
-DATASET_STREAMS: dict[str, tuple[int, ...]] = {"split": ()}
+# (keys other than "split" lie far above any sample index, so they never equal a sample's stream)
+DATASET_STREAMS: dict[str, tuple[int, ...]] = {"split": (), "tune-design": (2**40 + 1,)}
 
 
 def rng_for_dataset(seed: int, purpose: str) -> np.random.Generator:

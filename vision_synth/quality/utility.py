@@ -206,7 +206,7 @@ def _run(arm: str, seed: int, train: TrainConfig, real: tuple[Path, Path], val: 
                       float(detector.losses[-1]) if detector.losses else float("nan"))
 
 
-def _fingerprint(annotations: Path, images: Path) -> str:
+def dataset_fingerprint(annotations: Path, images: Path) -> str:
     """The content of a COCO file and the names and sizes of its image files."""
     data = Path(annotations).read_bytes()
     files = sorted((im["file_name"], (Path(images) / im["file_name"]).stat().st_size)
@@ -217,12 +217,21 @@ def _fingerprint(annotations: Path, images: Path) -> str:
 def _real_run(seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple[Path, Path],
               cache: Path | None, progress: bool) -> UtilityRun:
     """The real-only arm of one seed, from `cache` when an identical run was recorded there: it does
-    not depend on the synthetic set, so comparing several sets (tune, bench) trains it once."""
+    not depend on the synthetic set (nor on `real_share`, which only splits mixed batches), so
+    comparing several sets (tune, bench) trains it once. The key holds what the numbers depend on:
+    the training settings, both datasets, the device kind and torch's CPU threads (float sums are
+    ordered by them)."""
     if cache is None:
         return _run("real", seed, train, real, val, None, progress)
+    import torch
+
+    from vision_synth.detector import resolve_device
+
+    settings = train.model_copy(update={"seed": int(seed), "real_share": TrainConfig().real_share})
     key = hashlib.sha256(json.dumps({
-        "version": __version__, "train": train.model_copy(update={"seed": int(seed)}).model_dump(mode="json"),
-        "real": _fingerprint(*real), "val": _fingerprint(*val)}, sort_keys=True).encode()).hexdigest()[:24]
+        "version": __version__, "train": settings.model_dump(mode="json"),
+        "device": resolve_device(train.device).type, "threads": torch.get_num_threads(),
+        "real": dataset_fingerprint(*real), "val": dataset_fingerprint(*val)}, sort_keys=True).encode()).hexdigest()[:24]
     path = Path(cache) / f"real-{key}.json"
     if path.is_file():
         data = json.loads(path.read_text())
@@ -233,6 +242,15 @@ def _real_run(seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple
     write_json(path, {"metrics": asdict(run.metrics), "train_seconds": run.train_seconds,
                       "final_loss": run.final_loss})
     return run
+
+
+def real_arm_run(reference: Path, reference_images: Path, reference_val: Path, reference_val_images: Path | None,
+                 train: TrainConfig, seed: int, cache: Path | None = None, progress: bool = False) -> UtilityRun:
+    """The real-only arm of one seed, exactly as `measure_utility(..., reference_val=...)` trains (or
+    reads from `cache`) it: `vision-synth tune` fills the cache with these before it splits the
+    candidates between processes, so no two processes train the same run."""
+    val = (Path(reference_val), Path(reference_val_images or Path(reference_val).parent))
+    return _real_run(int(seed), train, (Path(reference), Path(reference_images)), val, cache, progress)
 
 
 def measure_utility(synthetic: Path, synthetic_images: Path, reference: Path, reference_images: Path,
