@@ -195,3 +195,16 @@ def test_an_unconfirmed_top_trial_is_not_called_a_winner(setup, tmp_path):
             assert not (out / "best.yaml").exists() and (out / "top_trial.yaml").exists()
             assert "NOT confirmed" in (out / "top_trial.yaml").read_text()
             assert "no setting found that helps" in (out / "report.html").read_text()
+
+
+def test_settings_that_make_nothing_to_measure_fail_their_trial_not_the_search(setup, tmp_path):
+    # min_area above every instance with drop_empty: a candidate of no images
+    spec = load_tune_spec(write_spec(setup, space={"min_area": {"choices": [16, 100000]},
+                                                   "drop_empty": {"choices": [True]}},
+                                     budget={"trials": 2, "seeds": 2, "max_seeds": 2, "confirm_seeds": 2}))
+    out = tmp_path / "out"
+    result = run_tune(spec, out, progress=False)
+    lines = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert lines[1]["verdict"] == "failed" and "has no images" in lines[1]["error"]
+    assert lines[0]["verdict"] != "failed" and result.ranking == [0, 1] and result.winner.trial.index == 0
+    assert "failed: " in (out / "trials.md").read_text()

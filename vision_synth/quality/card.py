@@ -619,9 +619,10 @@ def sample_grid(annotations: Path, images_dir: Path, count: int) -> bytes | None
 RUNG_COLORS = ("#9e9e9e", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def _setting_label(value: Any) -> str:
+def setting_label(value: Any) -> str:
+    """A searched value as the tables show it (a data set by its folder and file name)."""
     if isinstance(value, dict) and "coco" in value:
-        return Path(str(value["coco"])).name
+        return "/".join(Path(str(value["coco"])).parts[-2:])
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -644,7 +645,7 @@ def parameter_svg(key: str, dimension: Any, trials: list[dict[str, Any]], winner
         out.append(f'<text x="{left - 5}" y="{y_of(v) + 4:.1f}" font-size="10" text-anchor="end">{v:+.0%}</text>')
     choices = getattr(dimension, "choices", None)
     if choices is not None:
-        labels = [_setting_label(c) for c in choices]
+        labels = [setting_label(c) for c in choices]
         step = (right - left) / len(choices)
         slot = {json.dumps(c, sort_keys=True): k for k, c in enumerate(choices)}
         for k, label in enumerate(labels):
@@ -675,7 +676,7 @@ def parameter_svg(key: str, dimension: Any, trials: list[dict[str, Any]], winner
         ring = ' stroke="#000" stroke-width="2"' if t["trial"] == winner else ""
         out.append(f'<circle class="trial" data-trial="{t["trial"]}" cx="{x:.1f}" '
                    f'cy="{y_of(t["relative_median_delta"]):.1f}" r="4.5" fill="{colour}"{ring}>'
-                   f'<title>trial {t["trial"]}: {e(_setting_label(t["settings"][key]))}, delta '
+                   f'<title>trial {t["trial"]}: {e(setting_label(t["settings"][key]))}, delta '
                    f'{t["relative_median_delta"]:+.1%} over {len(t.get("seeds", []))} seeds</title></circle>')
     out.append("</svg>")
     return "".join(out)
@@ -687,7 +688,7 @@ def _tune_rows(summary: dict[str, Any], trials: list[dict[str, Any]], keys: list
     for rank, k in enumerate(summary["ranking"], 1):
         t = by_index[k]
         lo, hi = t["interval"]
-        rows.append([rank, k, *[_setting_label(t["settings"][key]) for key in keys], t["rung"], len(t["seeds"]),
+        rows.append([rank, k, *[setting_label(t["settings"][key]) for key in keys], t["rung"], len(t["seeds"]),
                      _pct(t["relative_median_delta"]), f"{_pct(lo)} to {_pct(hi)}", t["verdict"]])
     return rows
 

@@ -36,6 +36,13 @@ def cmd_tune(args) -> int:
         from vision_synth.runner import launch
 
         return launch(without_processes(args.argv), args.processes)
+    import os
+    import sys
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and cores > spec.threads and not args.quiet:
+        print(f"note: one process training with {spec.threads} CPU thread(s) on {cores} cores; --processes "
+              f"{max(cores // spec.threads, 2)} gives the same results sooner", file=sys.stderr)
     result = run_tune(spec, Path(args.out), overwrite=args.overwrite, progress=not args.quiet)
     for line in result.lines() if result is not None else []:
         print(line)

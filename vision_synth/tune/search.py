@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from vision_synth import __version__
-from vision_synth.errors import ConfigError, VisionSynthError
+from vision_synth.errors import ConfigError, DatasetError, VisionSynthError
 from vision_synth.files import dumps_json, write_atomic, write_json
 from vision_synth.tune.candidates import Candidate, ensure_candidate, make_base
 from vision_synth.tune.space import design, rungs
@@ -69,9 +69,9 @@ class Trial:
 
 
 def _short(value: Any) -> str:
-    if isinstance(value, dict) and "coco" in value:
-        return Path(value["coco"]).name
-    return json.dumps(value) if not isinstance(value, str) else value
+    from vision_synth.quality.card import setting_label
+
+    return setting_label(value)
 
 
 @dataclass
@@ -90,10 +90,23 @@ class TrialResult:
     trial: Trial
     key: str
     rung: int  # the last rung it was measured in
-    utility: Any  # UtilityResult over every seed it was measured with
+    utility: Any  # UtilityResult over every seed it was measured with (None when it failed)
+    error: str | None = None  # why its candidate could not be measured (no images, no class in common)
+
+    @property
+    def delta(self) -> float:
+        return -np.inf if self.utility is None else self.utility.relative_median_delta
+
+    @property
+    def verdict(self) -> str:
+        return "failed" if self.utility is None else self.utility.verdict
 
     def to_json(self) -> dict[str, Any]:
         u = self.utility
+        if u is None:
+            return {"trial": self.trial.index, "settings": self.trial.settings, "candidate": self.key,
+                    "rung": self.rung, "seeds": [], "relative_median_delta": None, "interval": [None, None],
+                    "verdict": "failed", "error": self.error, "median_ap": None, "runs": [], "images": None}
         real, mixed = u.arm("real"), u.arm("real+synthetic")
         return {"trial": self.trial.index, "settings": self.trial.settings, "candidate": self.key, "rung": self.rung,
                 "seeds": u.seeds, "relative_median_delta": _finite(u.relative_median_delta),
@@ -147,6 +160,9 @@ class TuneResult:
         by_index = {t.trial.index: t for t in self.trials}
         for rank, k in enumerate(self.ranking, 1):
             t = by_index[k]
+            if t.utility is None:
+                out.append(f"{rank:>4} {k:>5} {t.rung:>4} {0:>5} {'failed':>8}  {'':<19} {t.trial.text()}: {t.error}")
+                continue
             lo, hi = t.utility.interval
             out.append(f"{rank:>4} {k:>5} {t.rung:>4} {len(t.utility.seeds):>5} {t.utility.relative_median_delta:>+8.1%}  "
                        f"{lo:+7.1%} to {hi:+7.1%}   {t.trial.text()}")
@@ -265,14 +281,24 @@ class Search:
     def _unit_path(self, phase: str, trial: int, seed: int) -> Path:
         return self.units / f"{phase}-t{trial:04d}-s{seed:04d}.json"
 
+    def _error(self, phase: str, trial: int, seeds: list[int]) -> str | None:
+        """Why the trial could not be measured, when one of its records says so."""
+        for seed in seeds:
+            error = json.loads(self._unit_path(phase, trial, seed).read_text()).get("error")
+            if error is not None:
+                return error
+        return None
+
     def _result(self, phase: str, trial: int, seeds: list[int]):
-        """The UtilityResult of one trial over `seeds`, from its unit records."""
+        """The UtilityResult of one trial over `seeds`, from its unit records (None when it failed)."""
         from vision_synth.detector import DetectionMetrics
         from vision_synth.quality.utility import UtilityResult, UtilityRun
 
         runs, images, dropped, seconds = [], {}, 0, 0.0
         for seed in seeds:
             data = json.loads(self._unit_path(phase, trial, seed).read_text())
+            if data.get("error") is not None:
+                return None
             runs += [UtilityRun(r["arm"], r["seed"], DetectionMetrics(**r["metrics"]), r["train_seconds"],
                                 r["final_loss"]) for r in data["runs"]]
             images, dropped, seconds = data["images"], data["dropped"], seconds + data["seconds"]
@@ -283,14 +309,21 @@ class Search:
 
         p = self.prepared[trial]
         start = time.perf_counter()
-        candidate: Candidate = ensure_candidate(self.base, p.loaded, p.source, p.key, self.candidates)
-        made = time.perf_counter() - start
-        result = measure_utility(candidate.annotations, candidate.images, *self.train_set, p.train, [seed],
-                                 reference_val=val[0], reference_val_images=val[1], cache=self.cache)
+        record = {"trial": trial, "seed": seed, "phase": phase, "candidate": p.key,
+                  "process": 0 if self.state is None else self.state.process_index}
+        try:
+            candidate: Candidate = ensure_candidate(self.base, p.loaded, p.source, p.key, self.candidates)
+            made = time.perf_counter() - start
+            if not json.loads(candidate.annotations.read_text())["images"]:
+                raise DatasetError(f"the candidate of these settings has no images ({candidate.annotations})")
+            result = measure_utility(candidate.annotations, candidate.images, *self.train_set, p.train, [seed],
+                                     reference_val=val[0], reference_val_images=val[1], cache=self.cache)
+        except DatasetError as exc:  # these settings make nothing to measure: a failed trial, not a failed search
+            write_json(self._unit_path(phase, trial, seed), {**record, "error": str(exc)}, indent=1)
+            return
         write_json(self._unit_path(phase, trial, seed), {
-            "trial": trial, "seed": seed, "phase": phase, "candidate": p.key,
-            "runs": [{"arm": r.arm, "seed": r.seed, "metrics": asdict(r.metrics), "train_seconds": r.train_seconds,
-                      "final_loss": r.final_loss} for r in result.runs],
+            **record, "runs": [{"arm": r.arm, "seed": r.seed, "metrics": asdict(r.metrics),
+                                "train_seconds": r.train_seconds, "final_loss": r.final_loss} for r in result.runs],
             "images": result.images, "dropped": result.dropped_annotations,
             "seconds": result.seconds, "candidate_seconds": made}, indent=1)
 
@@ -327,8 +360,9 @@ class Search:
             bar.refresh()
 
     def _ranked(self, members: list[int], seeds: list[int]) -> list[int]:
-        deltas = {k: self._result("search", k, seeds).relative_median_delta for k in members}
-        return sorted(members, key=lambda k: (-deltas[k] if np.isfinite(deltas[k]) else -np.inf, k))
+        results = {k: self._result("search", k, seeds) for k in members}
+        deltas = {k: -np.inf if r is None else r.relative_median_delta for k, r in results.items()}
+        return sorted(members, key=lambda k: (np.inf if np.isnan(deltas[k]) else -deltas[k], k))  # failed (-inf) last
 
     # -------------------------------------------------------------------------- the run
     def run(self) -> TuneResult | None:
@@ -362,10 +396,16 @@ class Search:
         bar.close()
         if self.state is not None and not self.state.is_main_process:
             return None
-        results = [TrialResult(t, self.prepared[t.index].key, reached[t.index],
-                               self._result("search", t.index, list(range(self.plan[reached[t.index]][1]))))
-                   for t in self.trials]
+        results = []
+        for t in self.trials:
+            seeds = list(range(self.plan[reached[t.index]][1]))
+            results.append(TrialResult(t, self.prepared[t.index].key, reached[t.index],
+                                       self._result("search", t.index, seeds), self._error("search", t.index, seeds)))
+        if results[winner].utility is None:
+            raise DatasetError(f"{self.spec.source_file}: every trial failed; trial {winner}: {results[winner].error}")
         confirmation = self._result("confirm", winner, self.confirm_seeds)
+        if confirmation is None:
+            raise DatasetError(f"trial {winner}: {self._error('confirm', winner, self.confirm_seeds)}")
         result = TuneResult(self.out, self.spec, results, self.plan, order, results[winner], confirmation, confirm_on,
                             time.perf_counter() - start)
         if len(self.trials) < self.spec.budget.trials:
@@ -417,9 +457,13 @@ def _trials_markdown(result: TuneResult) -> str:
     rows = []
     for rank, k in enumerate(result.ranking, 1):
         t = by_index[k]
+        settings = [_short(t.trial.settings[key]) for key in keys]
+        if t.utility is None:
+            rows.append([rank, k, *settings, t.rung, 0, "n/a", "n/a", f"failed: {t.error}"])
+            continue
         lo, hi = t.utility.interval
-        rows.append([rank, k, *[_short(t.trial.settings[key]) for key in keys], t.rung, len(t.utility.seeds),
-                     f"{t.utility.relative_median_delta:+.1%}", f"{lo:+.1%} to {hi:+.1%}", t.utility.verdict])
+        rows.append([rank, k, *settings, t.rung, len(t.utility.seeds), f"{t.utility.relative_median_delta:+.1%}",
+                     f"{lo:+.1%} to {hi:+.1%}", t.utility.verdict])
     head = ["rank", "trial", *keys, "rung", "seeds", "relative median delta", "95% interval", "verdict"]
     lines = ["| " + " | ".join(map(str, head)) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -453,7 +497,7 @@ def write_outputs(result: TuneResult, base, source: tuple[Path, Path] | None, un
                                                          result.spec.space))
     write_json(out / "timings.json", {
         "seconds_this_run": round(result.seconds, 1),
-        "trial_seeds": {f.stem: round(json.loads(f.read_text())["seconds"], 1) for f in sorted(units.glob("*.json"))},
+        "trial_seeds": {f.stem: round(json.loads(f.read_text()).get("seconds", 0.0), 1) for f in sorted(units.glob("*.json"))},
         "candidates": {f.stem: round(json.loads(f.read_text()).get("candidate_seconds", 0.0), 1)
                        for f in sorted(units.glob("*.json"))}}, indent=2)
 
