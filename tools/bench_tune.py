@@ -5,7 +5,7 @@
     python tools/bench_tune.py                     # 12 trials, 2 processes (one trial each at a time)
     python tools/bench_tune.py --steps 100 --trials 6 --processes 1   # a quicker, weaker look
 
-The spec is configs/tune_nuclei.yaml (base configs/augment_nuclei.yaml): copy-paste count and scale,
+The spec is configs/tune/nuclei.yaml (base configs/tune/augment_nuclei.yaml): copy-paste count and scale,
 the number of augmented copies, and the real share of each training batch; 12 trials × 2 seeds, the
 best third on 4 seeds, the top one confirmed on 5 fresh seeds. Prints the result line, the table and the wall time; writes --work/summary.json. The
 run resumes: rerun the same command after a kill.
@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 NUCLEI = REPO / "tests" / "assets" / "nuclei_dev"
 
 
-SPEC = REPO / "configs" / "tune_nuclei.yaml"
+SPEC = REPO / "configs" / "tune" / "nuclei.yaml"
 
 
 def write_spec(work: Path, data: Path, trials: int, steps: int, seed: int) -> Path:
-    """configs/tune_nuclei.yaml with its paths made absolute, `data` for nuclei_dev and the budget
+    """configs/tune/nuclei.yaml with its paths made absolute, `data` for nuclei_dev and the budget
     overrides, written to `work` (the spec of record stays as shipped)."""
     from vision_synth.spec import read_yaml, with_key_paths
 

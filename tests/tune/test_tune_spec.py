@@ -76,3 +76,15 @@ def test_a_source_image_that_is_also_a_val_image_is_refused_whatever_its_name(se
     assert main(["tune", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "source" in err and "renamed.png is also a val image" in err
+
+
+def test_the_shipped_tune_spec_checks_out():
+    from helpers import REPO
+    from vision_synth.tune.search import Search
+    from vision_synth.tune.spec import load_tune_spec
+
+    spec = load_tune_spec(REPO / "configs" / "tune" / "nuclei.yaml")
+    search = Search(spec, REPO / "out" / "unused")
+    search.prepare()  # every trial's base loads, and no val image feeds anything
+    assert len(search.prepared) == 12 and len({p.key for p in search.prepared}) == 12
+    assert search.plan == [(12, 2), (4, 4)]
