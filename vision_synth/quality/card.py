@@ -650,7 +650,7 @@ def parameter_svg(key: str, dimension: Any, trials: list[dict[str, Any]], winner
         slot = {json.dumps(c, sort_keys=True): k for k, c in enumerate(choices)}
         for k, label in enumerate(labels):
             out.append(f'<text x="{left + step * (k + 0.5):.1f}" y="{bottom + 16}" font-size="10" '
-                       f'text-anchor="middle">{e(label[:18])}</text>')
+                       f'text-anchor="middle">{e(label[:max(int(step // 6), 6)])}</text>')
         seen: dict[int, int] = {}
 
         def x_of(value: Any) -> float:

@@ -244,7 +244,6 @@ class Search:
         self.plan = rungs(len(self.trials), b.seeds, b.max_seeds, b.eta)
         self.confirm_seeds = list(range(b.max_seeds, b.max_seeds + b.confirm_seeds))
         self.prepared: list[Prepared] = []
-        self.timings: dict[str, float] = {}
 
     # -------------------------------------------------------------------------- checking
     def prepare(self) -> None:
