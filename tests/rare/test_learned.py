@@ -159,3 +159,15 @@ def test_crop_quality_tells_copies_from_varied_crops(trained):
     one = crop_quality(np.repeat(real[:1], len(real), axis=0), real)
     assert one["diversity_ratio"] == 0.0 and one["recall"] < 0.5
     assert same["learned"]["mask_solidity"] == pytest.approx(same["real"]["mask_solidity"])
+
+
+def test_one_image_with_eval_ratio_names_defects_train_options(tmp_path, capsys):
+    from pathlib import Path
+
+    nuclei = Path(__file__).resolve().parents[1] / "assets" / "nuclei_dev" / "train_few"
+    code = run(["defects", "train", "--coco", str(nuclei / "annotations.json"), "--images", str(nuclei / "images"),
+                "--category", "nucleus", "--out", str(tmp_path / "m"), "--eval-ratio", "0.2", "--steps", "1",
+                "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--eval-coco FILE.json" in err and "--eval-ratio" in err and "allow-synthetic-eval" not in err

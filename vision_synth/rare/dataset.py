@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
+from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.coco.writer import sample_records, write_coco
 from vision_synth.errors import ConfigError, DatasetError
 from vision_synth.files import staged_output, write_atomic, write_json
@@ -212,18 +212,12 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
 
 
 def _eval_split(dataset: CocoDataset, policy: RarePolicy) -> set[int]:
-    """The pure-real eval split's image ids (none with `eval: none`); too few real images for a drawn
-    split is an error that names both ways out."""
+    """The pure-real eval split's image ids (none with `eval: none`)."""
     if not policy.has_eval:
         return set()
-    if policy.eval.coco is None:
-        real = [im for im in dataset.images if not is_synthetic(im)]
-        if len(real) < 2:
-            raise DatasetError(
-                f"{dataset.path}: {len(real)} real image(s) cannot be split into a training part and a pure-real "
-                "eval split; give a real eval set (--eval FILE.json, or eval: {coco: FILE.json} in --config) "
-                "or go without one (--eval none, or eval: none in --config)")
-    return eval_image_ids(dataset, policy.eval.coco, policy.eval.ratio, policy.seed)
+    return eval_image_ids(dataset, policy.eval.coco, policy.eval.ratio, policy.seed, ways_out=(
+        "give a real eval set (--eval FILE.json, or eval: {coco: FILE.json} in --config) or go without one "
+        "(--eval none, or eval: none in --config)"))
 
 
 def _policy_line(policy: RarePolicy, below: int | None) -> str:

@@ -118,7 +118,9 @@ def training_crops(coco: str | Path, images: str | Path | None, category: str, s
     if not ids:
         raise DatasetError(f"{coco}: no category named {category!r} (has: "
                            f"{', '.join(c['name'] for c in dataset.categories)})")
-    held_out = eval_image_ids(dataset, eval_coco, eval_ratio, seed) if (eval_coco or eval_ratio) else set()
+    held_out = eval_image_ids(dataset, eval_coco, eval_ratio, seed, ways_out=(
+        "pass --eval-coco FILE.json, or leave out --eval-ratio to train on every image")) \
+        if (eval_coco or eval_ratio) else set()
     crops, files, ann_ids = [], [], []
     for image in sorted(dataset.images, key=lambda im: im["id"]):
         if image["id"] in held_out:
