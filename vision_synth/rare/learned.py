@@ -1,11 +1,12 @@
-"""The learned defect source: a small diffusers UNet2DModel trained with DDPM on 4-channel crops
-(RGB + mask) of one class, so it draws a defect and its mask together (mask = 4th channel > 0).
+"""The learned defect source: a small diffusers UNet2DModel trained with DDPM (v-prediction, EMA
+weights) on 4-channel crops (RGB + mask) of one class, so it draws a defect and its mask together
+(mask = 4th channel > 0).
 
 Training data are square context crops of the class's real instances on the training part only
 (the eval split is left out), augmented every step (flips, rot90, colour jitter, small scale).
 Every random choice of step s comes from (seed, s), so a run resumed from a checkpoint takes the
 same steps as one that never stopped. Checkpoints: MODEL/checkpoint-NNNNNN/ (unet in safetensors,
-optimizer, state.json); the final model: MODEL/unet, MODEL/scheduler, MODEL/rare_model.json and
+optimizer, EMA of the weights, state.json); the final model: MODEL/unet, MODEL/scheduler, MODEL/rare_model.json and
 MODEL/training_crops.npz (the un-augmented crops, kept for the memorisation check).
 
 Sampling uses DDIM from the training scheduler's config with per-crop noise from (seed, crop index);
@@ -36,6 +37,7 @@ from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
 META = "rare_model.json"
 CROPS = "training_crops.npz"
 FEATURE_SIZE = 16  # crops are compared for DCR at 16×16×4
+OBJECTIVE = "v_prediction"  # what the UNet predicts (checkpoints of another objective are not resumed)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,20 @@ def build_unet(size: int, seed: int, channels: tuple[int, int] = (16, 32)):
 def build_scheduler():
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    # v-prediction: with a tiny UNet and a dozen crops, predicting the noise left the last denoising
+    # steps unlearnt (samples came out as static); v keeps both ends of the schedule learnable
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+
+
+def _ema(unet, state: dict | None = None):
+    """The exponential moving average of the weights (diffusers' EMAModel, warm-up on): what is sampled
+    from; its state travels with each checkpoint so a resumed run averages as one that never stopped."""
+    from diffusers.training_utils import EMAModel
+
+    ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
+    if state is not None:
+        ema.load_state_dict(state)
+    return ema
 
 
 def training_crops(coco: str | Path, images: str | Path | None, category: str, size: int,
@@ -204,13 +219,19 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
         if (state["category"], state["size"], state["seed"]) != (spec.category, spec.size, spec.seed):
             raise VisionSynthError(f"{last[-1]}: checkpoint of category {state['category']!r}, size {state['size']}, "
                                    f"seed {state['seed']}; use another --out or the same settings to resume")
+        if state.get("objective") != OBJECTIVE or not (last[-1] / "ema.pt").is_file():
+            raise VisionSynthError(f"{last[-1]}: checkpoint of an earlier version (noise prediction, no EMA); "
+                                   "use another --out to train afresh")
         unet = UNet2DModel.from_pretrained(last[-1] / "unet")
         optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate)
         optimizer.load_state_dict(torch.load(last[-1] / "optimizer.pt", map_location="cpu", weights_only=True))
         start_step = int(state["step"])
+    ema = _ema(unet, torch.load(last[-1] / "ema.pt", map_location="cpu", weights_only=False) if last else None)
     unet.to(device).train()
+    ema.to(device)
     scheduler = build_scheduler()
     alphas = scheduler.alphas_cumprod.to(device)
+    scheduler.alphas_cumprod = alphas  # get_velocity reads it on the batch's device
     began = time.perf_counter()
     bar = tqdm(total=spec.steps, initial=min(start_step, spec.steps), desc=f"train {spec.category}", unit="step",
                disable=not show_progress)
@@ -222,23 +243,25 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
         t = torch.from_numpy(rng.integers(0, scheduler.config.num_train_timesteps, spec.batch_size)).to(device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(unet(noisy, t).sample, noise)
+        loss = F.mse_loss(unet(noisy, t).sample, scheduler.get_velocity(x0, noise, t))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        ema.step(unet.parameters())
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1
         if done % spec.checkpoint_every == 0 or done == spec.steps:
-            _save_checkpoint(folder, unet, optimizer, spec, done)
+            _save_checkpoint(folder, unet, optimizer, ema, spec, done)
     bar.close()
     seconds = time.perf_counter() - began
+    ema.copy_to(unet.parameters())  # the model kept is the average
     unet.to("cpu").eval()
     _save_model(folder, unet, scheduler, crops, origin, spec)
     return TrainResult(folder, spec.steps, start_step, len(crops), seconds, device)
 
 
-def _save_checkpoint(folder: Path, unet, optimizer, spec: TrainSpec, step: int) -> None:
+def _save_checkpoint(folder: Path, unet, optimizer, ema, spec: TrainSpec, step: int) -> None:
     import torch
 
     final = folder / f"checkpoint-{step:06d}"
@@ -246,8 +269,9 @@ def _save_checkpoint(folder: Path, unet, optimizer, spec: TrainSpec, step: int) 
     shutil.rmtree(tmp, ignore_errors=True)
     unet.save_pretrained(tmp / "unet", safe_serialization=True)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(ema.state_dict(), tmp / "ema.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "category": spec.category, "size": spec.size,
-                                                "seed": spec.seed}))
+                                                "seed": spec.seed, "objective": OBJECTIVE}))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)  # a checkpoint folder exists only complete
     for old in _checkpoints(folder)[: -spec.keep_checkpoints]:
