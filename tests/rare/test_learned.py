@@ -86,6 +86,10 @@ def test_learned_source_in_augment_rare(trained, tmp_path, capsys):
     data = check_coco_labels(tmp_path / "out" / "annotations.json")
     learned = [a for a in data["annotations"] if a.get("source") == "learned"]
     assert len(learned) == summary.added[3] > 0
+    # the report carries the learned crops' fidelity, diversity and DCR figures beside the counts
+    quality = json.loads((tmp_path / "out" / "rare_report.json").read_text())["learned_crops"]["crack"]
+    assert 0 <= quality["precision"] <= 1 and 0 <= quality["recall"] <= 1 and quality["diversity_ratio"] >= 0
+    assert quality["samples"] > 0 and "close_fraction" in quality["dcr"]
     # an eval split holding an image the model was trained on: refused, nothing written
     meta = json.loads((model / "rare_model.json").read_text())
     original = json.loads(dataset[0].read_text())

@@ -37,6 +37,7 @@ from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
 META = "rare_model.json"
 CROPS = "training_crops.npz"
 FEATURE_SIZE = 16  # crops are compared for DCR at 16×16×4
+MASK_SIGMA = 1.0  # pixels: Gaussian smoothing of a sampled mask channel before thresholding
 OBJECTIVE = "v_prediction"  # what the UNet predicts (checkpoints of another objective are not resumed)
 
 
@@ -333,8 +334,9 @@ def sample_crops(model: LearnedModel, num: int, seed: int = 0, steps: int = 50, 
         if model.meta.get("grey", is_grey(model.training_crops)):  # greyscale data give greyscale crops
             rgb = np.repeat(rgb.mean(axis=-1, keepdims=True), 3, axis=-1)
         out[start : start + n, ..., :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
-        for k in range(n):
-            out[start + k, ..., 3] = smooth_mask(arr[k, ..., 3] > 0).astype(np.uint8) * 255
+        for k in range(n):  # the mask channel smoothed before it is cut at 0: no pixel-wide ragged edge
+            soft = cv2.GaussianBlur(np.ascontiguousarray(arr[k, ..., 3]), (0, 0), MASK_SIGMA)
+            out[start + k, ..., 3] = smooth_mask(soft > 0).astype(np.uint8) * 255
     return out
 
 
@@ -412,9 +414,11 @@ def crop_quality(samples: np.ndarray, training: np.ndarray, dcr_result=None) -> 
 
 
 def _solidity(mask: np.ndarray) -> float:
+    """Mask pixels / pixels of their filled convex hull (1 = convex; ragged or holed masks score less)."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    hull = cv2.convexHull(np.concatenate(contours))
-    return float(mask.sum() / max(cv2.contourArea(hull), 1.0)) if len(hull) >= 3 else 1.0
+    hull = np.zeros(mask.shape, np.uint8)
+    cv2.fillPoly(hull, [cv2.convexHull(np.concatenate(contours))], 1)
+    return float(mask.sum() / max(int(hull.sum()), 1))
 
 
 @dataclass(frozen=True)
