@@ -78,20 +78,25 @@ def test_the_real_only_arm_is_the_same_whichever_synthetic_set_is_compared(tmp_p
     assert [r.final_loss for r in results[0].arm("real+synthetic")] != [r.final_loss for r in results[1].arm("real+synthetic")]
 
 
-def test_real_only_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
+def test_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
     from vision_synth.quality import utility
 
     ref_json, ref_images = write_coco_dataset(tmp_path / "real", real(6, seed=1))
     val_json, val_images = write_coco_dataset(tmp_path / "val", real(3, seed=4))
     syn = write_coco_dataset(tmp_path / "a", synthetic(5, seed=2))
+    other_syn = write_coco_dataset(tmp_path / "b", synthetic(5, seed=3))
     kwargs = dict(seeds=[0, 1], reference_val=val_json, reference_val_images=val_images, cache=tmp_path / "cache")
     first = measure_utility(*syn, ref_json, ref_images, TINY, **kwargs)
     trained = []
     real_run = utility._run
     monkeypatch.setattr(utility, "_run", lambda arm, *a, **k: trained.append(arm) or real_run(arm, *a, **k))
-    second = measure_utility(*syn, ref_json, ref_images, TINY, **kwargs)
+    second = measure_utility(*other_syn, ref_json, ref_images, TINY, **kwargs)
     assert trained == ["real+synthetic", "real+synthetic"]  # the real arm came from the cache
     assert [r.metrics for r in second.arm("real")] == [r.metrics for r in first.arm("real")]
+    trained.clear()
+    again = measure_utility(*syn, ref_json, ref_images, TINY, **{**kwargs, "seeds": [0, 1, 2]})
+    assert trained == ["real", "real+synthetic"]  # the same set again: only the new seed is trained
+    assert [r.metrics for r in again.arm("real+synthetic")][:2] == [r.metrics for r in first.arm("real+synthetic")]
     other = TINY.model_copy(update={"lr": 1e-3})  # another budget is another real arm
     trained.clear()
     measure_utility(*syn, ref_json, ref_images, other, **kwargs)

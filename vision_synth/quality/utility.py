@@ -246,21 +246,23 @@ def _fingerprint(annotations: Path, images: Path) -> str:
     return hashlib.sha256(data + json.dumps(files).encode()).hexdigest()
 
 
-def _real_run(seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple[Path, Path],
-              cache: Path | None, progress: bool) -> UtilityRun:
-    """The real-only arm of one seed, from `cache` when an identical run was recorded there: it does
-    not depend on the synthetic set, so comparing several sets (tune, bench) trains it once."""
+def _cached_run(arm: str, seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple[Path, Path],
+                extra: tuple[Path, Path] | None, cache: Path | None, progress: bool) -> UtilityRun:
+    """One arm of one seed, from `cache` when an identical run was recorded there. The real-only arm
+    does not depend on the synthetic set, so comparing several sets (tune, bench) trains it once; a
+    synthetic arm is keyed by its set's content too, so asking for more seeds trains only those."""
     if cache is None:
-        return _run("real", seed, train, real, val, None, progress)
+        return _run(arm, seed, train, real, val, extra, progress)
     key = hashlib.sha256(json.dumps({
         "version": __version__, "train": train.model_copy(update={"seed": int(seed)}).model_dump(mode="json"),
-        "real": _fingerprint(*real), "val": _fingerprint(*val)}, sort_keys=True).encode()).hexdigest()[:24]
-    path = Path(cache) / f"real-{key}.json"
+        "real": _fingerprint(*real), "val": _fingerprint(*val),
+        **({"synthetic": _fingerprint(*extra)} if extra is not None else {})}, sort_keys=True).encode()).hexdigest()[:24]
+    path = Path(cache) / f"{'real' if extra is None else 'synthetic'}-{key}.json"
     if path.is_file():
         data = json.loads(path.read_text())
-        return UtilityRun("real", int(seed), DetectionMetrics(**data["metrics"]), data["train_seconds"],
+        return UtilityRun(arm, int(seed), DetectionMetrics(**data["metrics"]), data["train_seconds"],
                           data["final_loss"])
-    run = _run("real", seed, train, real, val, None, progress)
+    run = _run(arm, seed, train, real, val, extra, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"metrics": asdict(run.metrics), "train_seconds": run.train_seconds,
                       "final_loss": run.final_loss})
@@ -275,7 +277,8 @@ def measure_utility(synthetic: Path, synthetic_images: Path, reference: Path, re
     """Train both arms for every seed and score them on the held-out real images: `reference_val`
     when given (then all of `reference` trains), else a seeded `val_fraction` of `reference`. While
     the verdict is open but leaning (see `leaning`), seeds after the last are added up to
-    `max_seeds` in all. `cache`: a folder where real-only runs are kept and reused."""
+    `max_seeds` in all. `cache`: a folder where runs are kept and reused (real-only runs across
+    synthetic sets; a synthetic set's runs when the same set is measured again)."""
     start = time.perf_counter()
     seeds = [int(s) for s in seeds]
     with tempfile.TemporaryDirectory(prefix="vision_synth_utility_") as tmp:
@@ -305,8 +308,8 @@ def measure_utility(synthetic: Path, synthetic_images: Path, reference: Path, re
         runs: list[UtilityRun] = []
 
         def add(seed: int) -> None:
-            runs.append(_real_run(seed, train, real, val, cache, progress))
-            runs.append(_run("real+synthetic", seed, train, real, val, extra, progress))
+            runs.append(_cached_run("real", seed, train, real, val, None, cache, progress))
+            runs.append(_cached_run("real+synthetic", seed, train, real, val, extra, cache, progress))
 
         for seed in seeds:
             add(seed)
