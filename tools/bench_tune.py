@@ -7,8 +7,8 @@
 
 The spec is configs/tune/nuclei.yaml (base configs/tune/augment_nuclei.yaml): copy-paste count and scale,
 the number of augmented copies, and the real share of each training batch; 12 trials × 2 seeds, the
-best third on 4 seeds, the top one confirmed on 5 fresh seeds. Prints the result line, the table and the wall time; writes --work/summary.json. The
-run resumes: rerun the same command after a kill.
+best third on 4 seeds, the top one confirmed on 6 fresh seeds. Prints the result line, the table
+and the wall time; writes --work/summary.json. The run resumes: rerun the same command after a kill.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ CASES = [
     (_space(**{"utility.seed": {"choices": [1]}}), r"tune\.yaml: space: utility\.seed: not a key of the utility training"),
     (_space(**{"a..b": {"choices": [1]}}), r"tune\.yaml: space: a\.\.b: expected a key path"),
     ({"budget": {"seeds": 4, "max_seeds": 2}}, r"tune\.yaml: budget: max_seeds: expected at least seeds \(4\)"),
+    ({"budget": {"confirm_seeds": 5}}, r"tune\.yaml: budget: confirm_seeds: expected at least 6: with fewer paired "
+                                       r"seeds the utility verdict's sign test can never be decisive"),
     ({"utility": {"steps": 0}}, r"tune\.yaml: utility\.steps: input should be greater than or equal to 1"),
     # a setting the base refuses: the spec, the trial and its settings, the base file and its key
     (_space(**{"copy_paste.count": {"choices": [[5, 2]]}}),

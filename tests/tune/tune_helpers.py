@@ -86,7 +86,7 @@ def spec_data(setup: dict[str, Path], **changes) -> dict:
         "val": {"coco": "val/annotations.json", "images": "val/images"},
         "space": {"copy_paste.count": {"choices": [[1, 1], [2, 3]]},
                   "utility.real_share": {"choices": [0.25, 0.5]}},
-        "budget": {"trials": 3, "seeds": 2, "max_seeds": 4, "eta": 2, "confirm_seeds": 2, "seed": 0},
+        "budget": {"trials": 3, "seeds": 2, "max_seeds": 4, "eta": 2, "confirm_seeds": 6, "seed": 0},
         "utility": TINY_UTILITY,
     }
     data.update(changes)

@@ -110,7 +110,8 @@ class TrialResult:
         real, mixed = u.arm("real"), u.arm("real+synthetic")
         return {"trial": self.trial.index, "settings": self.trial.settings, "candidate": self.key, "rung": self.rung,
                 "seeds": u.seeds, "relative_median_delta": _finite(u.relative_median_delta),
-                "interval": [_finite(v) for v in u.interval], "verdict": u.verdict,
+                "interval": [_finite(v) for v in u.interval], "seeds_better": u.seeds_better,
+                "sign_test_p": u.sign_test_p, "verdict": u.verdict,
                 "median_ap": {"real": u.median("real"), "real+synthetic": u.median("real+synthetic")},
                 "runs": [{"seed": a.seed, "real_ap": a.metrics.ap, "ap": b.metrics.ap, "real_ap50": a.metrics.ap50,
                           "ap50": b.metrics.ap50} for a, b in zip(real, mixed)],

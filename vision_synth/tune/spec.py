@@ -9,7 +9,7 @@ space:
   copy_paste.count: {choices: [[1, 2], [1, 4], [4, 12]]}
   copy_paste.scale: {range: [0.5, 1.5]}
   utility.real_share: {choices: [0.25, 0.5, 0.75]}   # the utility training's own keys
-budget: {trials: 12, seeds: 2, max_seeds: 4, eta: 3, confirm_seeds: 5, seed: 0}
+budget: {trials: 12, seeds: 2, max_seeds: 4, eta: 3, confirm_seeds: 6, seed: 0}
 utility: {steps: 200}                                # detector_spec.TrainConfig keys
 ```
 
@@ -99,20 +99,36 @@ class BudgetSpec(Spec):
     """`trials` settings drawn space-filling (Latin hypercube) from `seed`, each measured with `seeds`
     paired seeds; then successive halving: the best 1/`eta` of a rung go on with twice the seeds,
     up to `max_seeds`. The top trial is measured again on `confirm_seeds` fresh seeds (never used by
-    the search), and its verdict comes from that interval alone."""
+    the search), and its verdict comes from those seeds alone (the utility check's interval and sign
+    test: at least `decisive_seeds()`, 6, can be decisive)."""
 
     trials: int = Field(12, ge=1)
     seeds: int = Field(2, ge=2, description="seeds of every trial in the first rung")
     max_seeds: int = Field(4, ge=2, description="seeds of the last rung")
     eta: int = Field(3, ge=2, description="a rung keeps its best 1/eta")
-    confirm_seeds: int = Field(5, ge=2)
+    confirm_seeds: int = Field(6, ge=2)
     seed: int = Field(0, ge=0, description="the space-filling design")
 
     @model_validator(mode="after")
     def _seeds_grow(self) -> BudgetSpec:
         if self.max_seeds < self.seeds:
             raise ValueError(f"max_seeds: expected at least seeds ({self.seeds})")
+        fewest = decisive_seeds()
+        if self.confirm_seeds < fewest:
+            raise ValueError(f"confirm_seeds: expected at least {fewest}: with fewer paired seeds the utility "
+                             "verdict's sign test can never be decisive, so no setting could be found to help")
         return self
+
+
+def decisive_seeds() -> int:
+    """The fewest paired seeds whose utility verdict can be decisive (every pair one way passes the
+    sign test of vision_synth/quality/utility.py)."""
+    from vision_synth.quality.utility import SIGN_TEST_ALPHA, sign_test_p
+
+    n = 2
+    while sign_test_p([0.0] * n, [1.0] * n) >= SIGN_TEST_ALPHA:
+        n += 1
+    return n
 
 
 class TuneSpec(Spec):
