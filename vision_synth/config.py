@@ -30,6 +30,9 @@ class TextureBackground(Spec):
 
     kind: Literal["texture"] = "texture"
     textures: list[TextureName] = Field(default_factory=lambda: list(TEXTURES), min_length=1)
+    bank: bool = Field(True, description="take each image's texture from a bank of fields drawn once per "
+                                         "process from the seed (its own window, turn, zoom, colours and "
+                                         "lighting); false draws every texture anew (slower)")
 
 
 class ImageBackground(Spec):
