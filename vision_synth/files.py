@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -24,7 +23,25 @@ def _umask() -> int:
     return mask
 
 
-FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files owner-only
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new file beside `path`, `.NAME.TOKEN.tmp`, created exclusively and with the usual
+    permissions (0o666 less the umask, as open() gives); its folder is made when missing."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return tmp, os.open(tmp, _CREATE, 0o666)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if path.parent.is_dir():
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -32,15 +49,13 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     """A file to write `path` through: a temp file beside it, renamed to `path` when the block
     succeeds (readers see the old file or the whole new one) and removed when it fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp, fd = _create_beside(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            os.fchmod(f.fileno(), FILE_MODE)
             yield f
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -108,8 +108,16 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
 
 def rle_area_and_box(rle: dict[str, Any]) -> tuple[int, list[int]]:
     """Area (pixel count) and [x, y, w, h] of a compressed RLE, as pycocotools computes them."""
-    r = _to_pycoco_rle(rle)
-    return int(coco_mask.area(r)), [int(v) for v in coco_mask.toBbox(r)]
+    (area,), (box,) = rle_areas_and_boxes([rle])
+    return area, box
+
+
+def rle_areas_and_boxes(rles: list[dict[str, Any]]) -> tuple[list[int], list[list[int]]]:
+    """`rle_area_and_box` of each of `rles`, in one pycocotools call each for areas and boxes."""
+    if not rles:
+        return [], []
+    pycoco = [_to_pycoco_rle(r) for r in rles]
+    return coco_mask.area(pycoco).astype(int).tolist(), coco_mask.toBbox(pycoco).astype(int).tolist()
 
 
 def uncompress_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -148,8 +148,8 @@ def jitter_colors(rgb: np.ndarray, rng: np.random.Generator, jitter) -> np.ndarr
 def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, int],
           pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Scale (longest side = scale × image's shorter side), rotate and flip `cutout` onto a canvas
-    that holds the result plus `pad` pixels each side: (straight colours h×w×3, alpha h×w),
-    float32. One warp of straight RGBA (see `Cutout.level`); the flip is folded into it. Within
+    that holds the result plus `pad` pixels each side: (straight colours h×w×3, a view, and alpha
+    h×w), float32. One warp of straight RGBA (see `Cutout.level`); the flip is folded into it. Within
     `pad` of the object the colours are its edge colours (outside the source's margin they would
     be black, so a margin too narrow for `pad` is widened first)."""
     longest = uniform(rng, spec.scale) * min(image_hw)
@@ -171,8 +171,8 @@ def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, i
         matrix[0] *= -1.0
         matrix[0, 2] += out_w - 1
     warped = cv2.warpAffine(source, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    *rgb, alpha = cv2.split(warped.reshape(out_h, out_w, 4))
-    return cv2.merge(rgb), cv2.min(alpha, 1.0, dst=alpha)
+    warped = warped.reshape(out_h, out_w, 4)
+    return warped[..., :3], np.minimum(warped[..., 3], 1.0)  # colours as a view: the caller crops them
 
 
 def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, int]) -> Cutout:

@@ -98,8 +98,8 @@ class TextureBank:
         """An H×W×3 uint8 RGB texture for one image, and where in the bank it comes from."""
         crop = self.crop(texture, rng)
         dark, light = texture_ramp(texture, rng)
-        gain = lighting(rng, self.height, self.width, *LIGHT[texture])
-        gain = cv2.resize(np.rint(gain * _GAIN_ONE).clip(0, 255).astype(np.uint8), (self.width, self.height),
+        gain = cv2.max(lighting(rng, self.height, self.width, *LIGHT[texture]), 0.0)
+        gain = cv2.resize(cv2.convertScaleAbs(gain, alpha=_GAIN_ONE), (self.width, self.height),
                           interpolation=cv2.INTER_LINEAR)
         # lighting scales the field (towards the ramp's dark end: exact shading for a ramp from black)
         field = cv2.multiply(self.field(crop), gain, scale=1.0 / _GAIN_ONE)

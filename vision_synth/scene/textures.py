@@ -12,6 +12,7 @@ axes on a small source array and rotated into place with a single `cv2.warpAffin
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from typing import Callable
 
@@ -136,17 +137,29 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 def lighting(rng: np.random.Generator, height: int, width: int, gradient: tuple[float, float],
-             vignette: tuple[float, float], grid: int = 33) -> np.ndarray:
-    """A smooth gain map (`grid`×`grid` or smaller, float32) of an H×W image, to be upsampled:
-    1 + g·(x cos φ + y sin φ) − v·(x² + y²), x and y in [−1, 1] along the longer side, g and v
-    drawn from `gradient` and `vignette`."""
-    gh, gw = min(max(2, height), grid), min(max(2, width), grid)
-    y = np.linspace(-1.0, 1.0, gh, dtype=np.float32)[:, None] * (height / max(height, width))
-    x = np.linspace(-1.0, 1.0, gw, dtype=np.float32)[None, :] * (width / max(height, width))
+             vignette: tuple[float, float]) -> np.ndarray:
+    """A smooth gain map of an H×W image on a coarse grid (at most 33×33, float32; upsample it
+    bilinearly): 1 + g·(x cos φ + y sin φ) − v·(x² + y²), x and y in [−1, 1] along the longer side,
+    φ uniform, g and v drawn from `gradient` and `vignette`."""
+    x, y, r2 = _light_grid(int(height), int(width))
     direction = float(rng.uniform(0.0, 2 * math.pi))
     g = float(rng.uniform(*gradient))
     v = float(rng.uniform(*vignette))
-    return (1.0 + g * (x * math.cos(direction) + y * math.sin(direction)) - v * (x * x + y * y)).astype(np.float32)
+    gain = (x * np.float32(g * math.cos(direction))) + (y * np.float32(g * math.sin(direction)))
+    gain -= r2 * np.float32(v)
+    gain += np.float32(1.0)
+    return gain
+
+
+@functools.lru_cache(maxsize=16)
+def _light_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    gh, gw = min(max(2, height), 33), min(max(2, width), 33)
+    y = np.linspace(-1.0, 1.0, gh, dtype=np.float32)[:, None] * np.float32(height / max(height, width))
+    x = np.linspace(-1.0, 1.0, gw, dtype=np.float32)[None, :] * np.float32(width / max(height, width))
+    r2 = x * x + y * y
+    for a in (x, y, r2):
+        a.flags.writeable = False
+    return x, y, r2
 
 
 # painted parts are lit unevenly by construction: a gradient and a vignette of their 0.78 base shade
