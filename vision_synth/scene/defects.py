@@ -276,8 +276,9 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     width = uniform(rng, spec.width)
     bend = uniform(rng, spec.curvature)
     # cubic Bézier in a local frame along x: a C (same-side controls) or an S (opposite sides)
-    sides = np.where(rng.random(2) < 0.5, -1.0, 1.0) * np.array([1.0, float(rng.uniform(0.3, 1.0))])
-    controls = np.array([[0.0, 0.0], [length / 3, bend * length * sides[0]], [2 * length / 3, bend * length * sides[1]], [length, 0.0]])
+    first, second = (-1.0 if u < 0.5 else 1.0 for u in rng.random(2).tolist())
+    second *= float(rng.uniform(0.3, 1.0))
+    controls = np.array([[0.0, 0.0], [length / 3, bend * length * first], [2 * length / 3, bend * length * second], [length, 0.0]])
     controls = controls @ _rotation(float(rng.uniform(0.0, 2 * math.pi)))
     basis, taper = _bezier(max(8, int(length / 2.5)))
     (points,) = _fit([basis @ controls], width / 2 + 2, image_hw)
@@ -340,17 +341,24 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     return (alpha, *_toward("dark", strength))
 
 
+# the stain outline's 96 polar angles, the harmonics 1..6 of its wandering radius, and k·angle
+_PHI = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
+_HARMONICS = np.arange(1, 7)[:, None]
+_K_PHI = _HARMONICS * _PHI
+_UNIT_CIRCLE = np.stack([np.cos(_PHI), np.sin(_PHI)], axis=1)
+for _a in (_PHI, _HARMONICS, _K_PHI, _UNIT_CIRCLE):
+    _a.flags.writeable = False
+
+
 def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     short = min(image_hw)
     radius = uniform(rng, spec.size) * short / 2
     # polar blob: the radius wanders with a few low harmonics (their sum stays above −0.6)
-    phi = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
-    k = np.arange(1, 7)[:, None]
-    amps = rng.uniform(0.0, 0.25, (6, 1)) / k
+    amps = rng.uniform(0.0, 0.25, (6, 1)) / _HARMONICS
     phases = rng.uniform(0.0, 2 * math.pi, (6, 1))
-    r = radius * (1.0 + (amps * np.cos(k * phi + phases)).sum(axis=0))
-    r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(phi - rng.uniform(0.0, math.pi)))  # a little elongated
-    (outline,) = _fit([np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)], 2.0, image_hw)
+    r = radius * (1.0 + (amps * np.cos(_K_PHI + phases)).sum(axis=0))
+    r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(_PHI - rng.uniform(0.0, math.pi)))  # a little elongated
+    (outline,) = _fit([_UNIT_CIRCLE * r[:, None]], 2.0, image_hw)
     canvas = _Canvas(outline, 2.0)
     canvas.fill(outline)
     coverage = canvas.coverage()

@@ -156,14 +156,13 @@ def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int
 def _collect(labels, placed, keep, visible, full, amodal: bool) -> Instances:
     height, width = labels.shape
     n = len(keep)
-    masks = np.empty((n, height, width), bool)
+    masks = labels[None] == np.asarray(keep, labels.dtype)[:, None, None]  # one pass over the label map
     amodal_masks = np.zeros((n, height, width), bool) if amodal else None
     cats = np.zeros(n, np.int64)
     occlusion = np.zeros(n, np.float32)
     sources = np.empty(n, dtype=object)
     for row, k in enumerate(keep):
         request, y, x = placed[k - 1]
-        np.equal(labels, k, out=masks[row])  # one pass writes every pixel: cheaper than zeroing first
         if amodal_masks is not None:
             h, w = request.layer.shape
             amodal_masks[row, y : y + h, x : x + w] = request.layer.mask
