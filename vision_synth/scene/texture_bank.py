@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vision_synth.scene.textures import PAINTED_LIGHT, TEXTURES, lighting, texture_field, texture_ramp
+from vision_synth.scene.textures import PAINTED_LIGHT, TEXTURES, lighting, texture_field, texture_index, texture_ramp
 from vision_synth.seeding import rng_for_dataset
 
 FIELDS_PER_TEXTURE = 16
@@ -56,7 +56,7 @@ def bank_fields(seed: int, texture: str, height: int, width: int) -> tuple[np.nd
     side = field_side(height, width)
     fields = []
     for k in range(fields_per_texture(height, width)):
-        rng = rng_for_dataset(seed, "texture_bank", TEXTURES.index(texture), k)
+        rng = rng_for_dataset(seed, "texture_bank", texture_index(texture), k)
         field = texture_field(texture, rng, (side, side), (height, width))
         np.clip(field, 0.0, 1.0, out=field)
         field = cv2.convertScaleAbs(field, alpha=255.0)  # rounded to the nearest level

@@ -35,11 +35,17 @@ def make_texture(name: str, rng: np.random.Generator, height: int, width: int) -
 def texture_field(name: str, rng: np.random.Generator, size: tuple[int, int], image_hw: tuple[int, int]) -> np.ndarray:
     """The field of texture `name` (float32, `size` = rows, cols; values about [0, 1], clipped when
     coloured) with the feature sizes of an image of `image_hw`; painted's without its shading."""
-    if name not in _FIELDS:
-        raise ValueError(f"unknown texture {name!r}; expected one of {', '.join(TEXTURES)}")
+    texture_index(name)
     if min(size) < 1 or min(image_hw) < 1:
         raise ValueError(f"texture size must be positive, got {size[0]}×{size[1]}")
     return _FIELDS[name](rng, int(size[0]), int(size[1]), (int(image_hw[0]), int(image_hw[1])))
+
+
+def texture_index(name: str) -> int:
+    """The place of `name` in TEXTURES (an error naming the known ones when it is not there)."""
+    if name not in TEXTURES:
+        raise ValueError(f"unknown texture {name!r}; expected one of {', '.join(TEXTURES)}")
+    return TEXTURES.index(name)
 
 
 def texture_ramp(name: str, rng: np.random.Generator) -> Ramp:
