@@ -38,6 +38,7 @@ class RunSummary:
     generated: int
     instances: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    launch_seconds: float = 0.0  # of `seconds`, forming the process group (torch, accelerate, rendezvous)
     quality: Any = None  # QualityReport when the config has `quality:`
     annotations: Path | None = None  # annotations.json, or annotations.rejected.json after a failed gate
 
@@ -50,7 +51,8 @@ class RunSummary:
         per_class = ", ".join(f"{name} {n}" for name, n in self.instances.items())
         return [
             f"wrote {self.images} images, {total} instances ({per_class}) to {self.out_dir}",
-            f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)",
+            f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
+            + (f"; {self.launch_seconds:.1f} s of it forming the process group" if self.launch_seconds >= 0.05 else ""),
             f"annotations: {self.annotations}",
             f"preview:     {self.out_dir / 'previews' / 'grid.png'}",
             *(self.quality.lines() if self.quality is not None else []),
@@ -217,6 +219,7 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     out_dir = Path(out_dir)
     start = time.perf_counter()
     state = distributed_state()
+    launch = time.perf_counter() - start
     is_main = state is None or state.is_main_process
     if state is not None and state.device.type == "cpu":
         import cv2
@@ -270,7 +273,7 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
                                             facts=facts, dataset_config=config, progress=show_progress)
         annotations = out_dir / (publish.ANNOTATIONS if quality.passed else publish.REJECTED_ANNOTATIONS)
     images = config.num_images * config.images_per_sample
-    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, quality, annotations)
+    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, launch, quality, annotations)
 
 
 def free_port() -> int:
