@@ -68,8 +68,10 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
     rles = mask_ops.encode_rle(inst.masks)
     amodal_rles = mask_ops.encode_rle(inst.amodal_masks) if amodal and inst.amodal_masks is not None else None
     occlusion = inst.attributes.get("occlusion")
+    occlusion = None if occlusion is None else occlusion.tolist()
     sources = inst.attributes.get("source")
     approximate = inst.attributes.get("approximate")
+    category_ids = inst.category_ids.tolist()
     annotations = []
     for k, (rle, rle_area, rle_box) in enumerate(zip(rles, *mask_ops.rle_areas_and_boxes(rles))):
         seg, area, box = _segmentation(inst.masks[k], rle, rle_area, rle_box, segmentation)
@@ -77,7 +79,7 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
             continue  # an empty mask is not an instance
         ann = {
             "image_id": sample.index + 1,
-            "category_id": int(inst.category_ids[k]),
+            "category_id": category_ids[k],
             "bbox": box,
             "area": area,
             "segmentation": seg,
@@ -86,7 +88,7 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
             "source": str(sources[k]) if sources is not None else prov.generator,
         }
         if occlusion is not None:
-            ann["occlusion"] = round(float(occlusion[k]), 4)
+            ann["occlusion"] = round(occlusion[k], 4)
         if approximate is not None and approximate[k]:
             ann["approximate"] = True  # from a box-only input: the mask is a transformed box, not the shape
         if amodal_rles is not None:
