@@ -15,10 +15,11 @@ without it (`background: {bank: false}`: every texture drawn anew, as before the
 FID-proxy between two seeds without it. The run with the bank has seed 1 and is compared with seed
 0 without it; the two seeds without it are 1 and 0, so both distances span the same two seeds and
 the same objects and defects (the background has a stream of its own), and differ only in how seed
-1's backgrounds were drawn. The features run at about 5 images/s on 2 CPU cores: some 20 minutes.
+1's backgrounds were drawn. The features run at about 5 images/s on 2 CPU cores: some 20 minutes
+for 3 × 2,000 (`--fid-images` takes the first N of each run instead).
 
 Usage: python tools/bench_compositor.py [--config configs/bench_512.yaml] [--images 300] [--rounds 10]
-       python tools/bench_compositor.py --diversity [--diversity-images 2000]
+       python tools/bench_compositor.py --diversity [--diversity-images 2000] [--fid-images 2000]
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--diversity", action="store_true",
                         help="then near-duplicates and FID-proxy with and without the texture bank (slow)")
     parser.add_argument("--diversity-images", type=int, default=2000, help="images a run for --diversity")
+    parser.add_argument("--fid-images", type=int, default=None,
+                        help="of those, how many (the first) go into FID-proxy (default: all)")
     args = parser.parse_args()
     import cv2
 
@@ -101,7 +104,7 @@ def main() -> None:
     (end_wall, end_cpu), (floor_wall, floor_cpu) = totals["end"], totals["floor"]
     print(f"{'ratio end to end / floor':46s} {end_wall / floor_wall:13.2f}x {end_cpu / floor_cpu:12.2f}x")
     if args.diversity:
-        diversity(args.config, args.diversity_images, args.out)
+        diversity(args.config, args.diversity_images, args.fid_images or args.diversity_images, args.out)
 
 
 def with_bank(config, bank: bool, seed: int):
@@ -125,7 +128,7 @@ def written_run(config, folder: Path):
         yield read_image(folder / "images" / image_file_name(i, config.image.format))
 
 
-def diversity(config_path: str, n: int, out: str | None) -> None:
+def diversity(config_path: str, n: int, n_fid: int, out: str | None) -> None:
     from vision_synth.quality.duplicates import hash_pairs, phash
     from vision_synth.quality.features import load_extractor
     from vision_synth.quality.fidelity import frechet_distance
@@ -143,14 +146,17 @@ def diversity(config_path: str, n: int, out: str | None) -> None:
             hashes = []
 
             def hashed(images):
-                for image in images:
+                for i, image in enumerate(images):
                     hashes.append(phash(image))
-                    yield image
+                    if i < n_fid:
+                        yield image
 
             features[name] = extractor(hashed(written_run(config, Path(tmp) / f"run{k}")))
             duplicates[name] = len(hash_pairs(np.stack(hashes), None, max_bits))
-            print(f"  {name}: {n} images hashed and featurised ({time.perf_counter() - start:.0f} s)", flush=True)
-    print(f"diversity on {n} {base.name} images a run; FID-proxy features: {extractor.label}")
+            print(f"  {name}: {n} images hashed, {len(features[name])} featurised "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    print(f"diversity on {n} {base.name} images a run (FID-proxy on the first {min(n, n_fid)}); "
+          f"features: {extractor.label}")
     print(f"near-duplicate pairs (perceptual hash within {max_bits} bits, the quality gate's check): "
           + ", ".join(f"{name} {count}" for name, count in duplicates.items()))
     change = frechet_distance(features["bank, seed 1"], features["no bank, seed 0"])
