@@ -105,7 +105,10 @@ def _find_spot(request, mask, area, labels, visible, full, rng, rules):
             x = int(rng.integers(0, width - w + 1))
         if request.region is not None and not request.region[y : y + h, x : x + w][mask].all():
             continue
-        beneath = labels[y : y + h, x : x + w][mask]
+        window = labels[y : y + h, x : x + w]
+        if not window.any():  # nothing placed there yet: the usual case, and the cheapest test
+            return y, x, None
+        beneath = window[mask]
         over = np.count_nonzero(beneath)
         if over > rules.max_overlap * area:
             continue
