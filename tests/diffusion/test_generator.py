@@ -92,9 +92,11 @@ def test_the_check_rejects_and_restores(tiny_models):
 
 
 def test_refined_masks_are_within_the_plan_and_counted(tiny_models):
-    config = dataset_config(tiny_models, "inpaint-insert", refine_masks=True, check={"min_difference": 12,
+    config = dataset_config(tiny_models, "inpaint-insert", num_images=8, refine_masks=True, check={"min_difference": 12,
                                                                                     "min_agreement": 0.0})
-    results = DiffusionGenerator(config).generate(INDICES)
+    # the tiny random model's output stands out from its own noise floor for a few instances only:
+    # eight samples hold some (samples 0-2 of this seed hold none since the texture bank)
+    results = DiffusionGenerator(config).generate(list(range(8)))
     sizes = []
     for r in results:
         plan = r.layout.instances
