@@ -3,6 +3,7 @@ published; one that breaks a threshold is rejected (exit 3) and nothing about it
 a planted duplicate and a planted copy of a reference image are caught."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -181,3 +182,10 @@ def test_inputs_are_checked_before_any_work(tmp_path):
     inputs = check_quality_inputs(load_quality_spec(config))  # paths relative to the config file
     assert inputs.reference == tmp_path / "real" / "annotations.json"
     assert inputs.reference_images == tmp_path / "real" / "images"
+    # the utility's held-out real set: its records and files are read first, not after the fidelity work
+    nuclei = Path(__file__).resolve().parents[1] / "assets" / "nuclei_dev"
+    utility = load_quality_spec(None, **{"fidelity.features": "off", "utility.enabled": True,
+                                         "utility.reference_val": str(nuclei / "val" / "annotations.json")})
+    with pytest.raises(DatasetError, match=r"val/annotations.json: images\[0\] \(id 1\): image file .* not found"):
+        check_quality_inputs(utility, reference=nuclei / "train_few" / "annotations.json",
+                             reference_images=nuclei / "train_few" / "images")

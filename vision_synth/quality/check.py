@@ -89,6 +89,10 @@ def check_quality_inputs(spec: QualitySpec, reference: str | Path | None = None,
                                "quality.utility.enabled: true")
     if spec.fidelity.features == "inception":
         inception_weights_path(spec.resolve(spec.fidelity.weights))  # the missing-weights message, now
+    if run_utility and spec.utility.reference_val is not None:  # its records and image files, before any work
+        from vision_synth.coco.reader import load_coco
+
+        load_coco(spec.resolve(spec.utility.reference_val), spec.resolve(spec.utility.reference_val_images))
     if run_utility and spec.utility.train.weights is not None:
         weights = spec.resolve(spec.utility.train.weights)
         if not weights.is_file():
