@@ -141,12 +141,12 @@ def test_split_files_of_different_runs_are_refused_by_export(tmp_path):
     split = ["split", str(data), "--ratios", "0.6,0.4", "--allow-synthetic-eval"]
     assert main([*split, "--seed", "0"]) == 0
     old_val = (data / "annotations_val.json").read_bytes()
-    assert main([*split, "--seed", "1"]) == 0
+    assert main([*split, "--seed", "1", "--overwrite"]) == 0
     (data / "annotations_val.json").write_bytes(old_val)  # as a run killed between its two renames leaves it
     with pytest.raises(DatasetError, match=r"split files come from different runs of `vision-synth split` "
-                                           r"\(train [0-9a-f]{16}, val [0-9a-f]{16}\); run it again"):
+                                           r"\(train [0-9a-f]{16}, val [0-9a-f]{16}\); run it again with --overwrite"):
         export_dataset(data, tmp_path / "yolo", "yolo")
-    assert main([*split, "--seed", "1"]) == 0
+    assert main([*split, "--seed", "1", "--overwrite"]) == 0
     assert main(["export", str(data), "--format", "yolo", "--out", str(tmp_path / "yolo"), "--quiet"]) == 0
 
 
