@@ -185,7 +185,6 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
 
     import torch
     import torch.nn.functional as F
-    from diffusers import UNet2DModel
     from tqdm import tqdm
 
     spec.check()
@@ -203,7 +202,11 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
         if (state["category"], state["size"], state["seed"]) != (spec.category, spec.size, spec.seed):
             raise VisionSynthError(f"{last[-1]}: checkpoint of category {state['category']!r}, size {state['size']}, "
                                    f"seed {state['seed']}; use another --out or the same settings to resume")
-        unet = UNet2DModel.from_pretrained(last[-1] / "unet")
+        # the weights into the model built above, so that a resumed run's final model (config.json
+        # included: from_pretrained would record the checkpoint's path in it) is that of one run
+        from safetensors.torch import load_file
+
+        unet.load_state_dict(load_file(last[-1] / "unet" / "diffusion_pytorch_model.safetensors"))
         optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate)
         optimizer.load_state_dict(torch.load(last[-1] / "optimizer.pt", map_location="cpu", weights_only=True))
         start_step = int(state["step"])
