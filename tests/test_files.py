@@ -71,8 +71,8 @@ def test_what_a_killed_writer_left_in_a_folder_is_removed_and_nothing_else(tmp_p
     import os
 
     gone = _dead_pid()
-    stale = [tmp_path / f".quality.json.partial-{gone}-x7_k2m9q", tmp_path / f".checkpoint-000002.partial-{gone}-0a1b2c3d",
-             tmp_path / f".unet.old-{gone}-0a1b2c3d"]
+    stale = [tmp_path / f".quality.json.partial-{gone}-x7_k2m9q",
+             tmp_path / f".checkpoint-000002.partial-{gone}-0a1b2c3d", tmp_path / f".unet.old-{gone}-0a1b2c3d"]
     live = tmp_path / f".report.html.partial-{os.getppid()}-abcdefgh"  # our parent: alive
     kept = [live, tmp_path / ".notes.old-2020-01", tmp_path / f"quality.json.partial-{gone}-0a1b2c3d",
             tmp_path / "annotations.json"]

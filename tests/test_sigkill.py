@@ -281,7 +281,8 @@ def test_sigkill_during_check_then_rerun(tmp_path, verdict, killed_in):
     assert before != finished
 
     name = Path(killed_in).name
-    pid = _kill_when(check(data), tmp_path, "tempfile:mkstemp", lambda calls: any(f".{name}.partial-" in c for c in calls))
+    writing = lambda calls: any(f".{name}.partial-" in c for c in calls)  # noqa: E731
+    pid = _kill_when(check(data), tmp_path, "tempfile:mkstemp", writing)
     left = _stages(data)
     assert [p.name.startswith(f".{name}.partial-{pid}-") for p in left] == [True], left  # killed mid-write
     for rel, content in _dataset_files(data).items():
