@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     train, val = args.data / "train_few", args.data / "val"
-    work = args.work
+    work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     geometric = REPO / "configs" / "pipelines" / "geometric_color.yaml"
     start = time.perf_counter()

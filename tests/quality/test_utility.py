@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vision_synth.quality.utility import (bootstrap_interval, collapsed_seeds, leaning, measure_utility,
-                                          relative_median_delta, verdict_of)
+                                          relative_median_delta, sign_test_p, verdict_of)
 
 TINY = TrainConfig(steps=2, batch_size=2, crop_size=48, warmup_steps=1, device="cpu")
 
@@ -78,20 +78,25 @@ def test_the_real_only_arm_is_the_same_whichever_synthetic_set_is_compared(tmp_p
     assert [r.final_loss for r in results[0].arm("real+synthetic")] != [r.final_loss for r in results[1].arm("real+synthetic")]
 
 
-def test_real_only_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
+def test_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
     from vision_synth.quality import utility
 
     ref_json, ref_images = write_coco_dataset(tmp_path / "real", real(6, seed=1))
     val_json, val_images = write_coco_dataset(tmp_path / "val", real(3, seed=4))
     syn = write_coco_dataset(tmp_path / "a", synthetic(5, seed=2))
+    other_syn = write_coco_dataset(tmp_path / "b", synthetic(5, seed=3))
     kwargs = dict(seeds=[0, 1], reference_val=val_json, reference_val_images=val_images, cache=tmp_path / "cache")
     first = measure_utility(*syn, ref_json, ref_images, TINY, **kwargs)
     trained = []
     real_run = utility._run
     monkeypatch.setattr(utility, "_run", lambda arm, *a, **k: trained.append(arm) or real_run(arm, *a, **k))
-    second = measure_utility(*syn, ref_json, ref_images, TINY, **kwargs)
+    second = measure_utility(*other_syn, ref_json, ref_images, TINY, **kwargs)
     assert trained == ["real+synthetic", "real+synthetic"]  # the real arm came from the cache
     assert [r.metrics for r in second.arm("real")] == [r.metrics for r in first.arm("real")]
+    trained.clear()
+    again = measure_utility(*syn, ref_json, ref_images, TINY, **{**kwargs, "seeds": [0, 1, 2]})
+    assert trained == ["real", "real+synthetic"]  # the same set again: only the new seed is trained
+    assert [r.metrics for r in again.arm("real+synthetic")][:2] == [r.metrics for r in first.arm("real+synthetic")]
     other = TINY.model_copy(update={"lr": 1e-3})  # another budget is another real arm
     trained.clear()
     measure_utility(*syn, ref_json, ref_images, other, **kwargs)
@@ -99,18 +104,29 @@ def test_real_only_runs_are_reused_from_the_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("real_ap, synthetic_ap, verdict", [
-    ([0.40, 0.42, 0.38, 0.45, 0.41], [0.48, 0.50, 0.44, 0.52, 0.47], "helps"),  # every pair better
-    ([0.40, 0.42, 0.38, 0.45, 0.41], [0.15, 0.18, 0.12, 0.20, 0.16], "hurts"),  # every pair worse
+    ([0.40, 0.42, 0.38, 0.45, 0.41, 0.39], [0.48, 0.50, 0.44, 0.52, 0.47, 0.45], "helps"),  # every pair better
+    ([0.40, 0.42, 0.38, 0.45, 0.41, 0.39], [0.15, 0.18, 0.12, 0.20, 0.16, 0.17], "hurts"),  # every pair worse
+    ([0.40, 0.42, 0.38, 0.45, 0.41], [0.48, 0.50, 0.44, 0.52, 0.47], "no-evidence"),  # 5 of 5: 1 in 16 by chance
+    ([0.40, 0.42, 0.38, 0.45, 0.41, 0.39, 0.40, 0.42, 0.43],
+     [0.48, 0.50, 0.44, 0.52, 0.47, 0.45, 0.39, 0.47, 0.49], "helps"),  # 8 of 9 pairs better
     ([0.40, 0.42, 0.38, 0.45, 0.41], [0.44, 0.37, 0.42, 0.41, 0.43], "no-evidence"),  # both signs
     ([0.40, 0.03, 0.38, 0.45, 0.41], [0.15, 0.35, 0.12, 0.20, 0.16], "no-evidence"),  # one collapse flips a pair
 ])
-def test_the_verdict_comes_from_the_paired_bootstrap_interval(real_ap, synthetic_ap, verdict):
+def test_the_verdict_comes_from_the_paired_bootstrap_interval_and_the_sign_test(real_ap, synthetic_ap, verdict):
     real_ap, synthetic_ap = np.array(real_ap), np.array(synthetic_ap)
     lo, hi = bootstrap_interval(real_ap, synthetic_ap)
     point = relative_median_delta(real_ap, synthetic_ap)
     assert lo <= point <= hi
-    assert verdict_of((lo, hi)) == verdict
+    assert verdict_of((lo, hi), sign_test_p(real_ap, synthetic_ap)) == verdict
     assert bootstrap_interval(real_ap, synthetic_ap) == (lo, hi)  # seeded
+
+
+def test_the_sign_test_is_exact_and_two_sided():
+    five = np.zeros(5)
+    assert sign_test_p(five, five + 1) == pytest.approx(2 / 32)  # cannot pass below 6 pairs
+    assert sign_test_p(np.zeros(6), np.ones(6)) == pytest.approx(2 / 64)
+    assert sign_test_p(np.zeros(9), np.r_[np.ones(8), -1.0]) == pytest.approx(2 * 10 / 512)
+    assert sign_test_p(five, five) == 1.0  # ties carry no direction
 
 
 def test_collapsed_seeds_and_leaning():

@@ -51,7 +51,9 @@ def _utility(folder, cache):
 def test_a_placebo_gets_no_evidence(candidates):
     result = _utility(candidates["placebo"], candidates["cache"])
     assert result.verdict == "no-evidence", result.line()
-    assert result.median("real") >= 0.32, result.line()  # the instrument measures on a CPU
+    # the instrument measures on a CPU: real-only median 0.320 and 0.292 on two machines of the same
+    # kind (float kernels differ per CPU and training from scratch amplifies it); collapse is < 0.1
+    assert result.median("real") >= 0.25, result.line()
 
 
 def test_light_copy_paste_moves_the_median_up(candidates):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -6,6 +7,7 @@ import yaml
 from helpers import check_coco_labels, coco_self_eval
 from rare_helpers import run, write_rare_dataset
 from vision_synth.rare.dataset import SYNTHETIC_PREFIX, augment_rare
+from vision_synth.imageio import read_image
 from vision_synth.rare.policy import load_policy
 
 POLICY = {
@@ -174,3 +176,81 @@ def test_box_only_crops_and_part_region(tmp_path, dataset):
     for ann in pasted:
         mask = mask_ops.segmentation_to_mask(ann["segmentation"], 64, 64)
         assert not mask[:, 40:].any()
+
+
+NUCLEI = Path(__file__).resolve().parents[1] / "assets" / "nuclei_dev" / "train_few"
+
+
+def _nuclei_argv(out, *extra):
+    return ["augment-rare", "--coco", str(NUCLEI / "annotations.json"), "--images", str(NUCLEI / "images"),
+            "--out", str(out), "--quiet", *extra]
+
+
+def test_one_image_needs_an_eval_choice_and_the_message_names_this_commands_options(tmp_path, capsys):
+    assert run(_nuclei_argv(tmp_path / "out", "--target", "24")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--eval FILE.json" in err and "--eval none" in err and "eval: none" in err
+    assert "allow-synthetic-eval" not in err
+    assert not (tmp_path / "out").exists()
+    # one class and no target: the default policy cannot choose one, and says which flag does
+    assert run(_nuclei_argv(tmp_path / "out", "--eval", "none")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "one class ('nucleus', 12 real instances)" in err and "--target N" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_none_is_said_in_report_card_and_table(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(_nuclei_argv(out, "--target", "24", "--eval", "none")) == 0
+    printed = capsys.readouterr().out
+    assert "no pure-real eval split" in printed and "classes below 24 raised to it, synthetic share capped at 0.5" in printed
+    report = json.loads((out / "rare_report.json").read_text())
+    assert report["pure_real_eval_split"] is False and report["eval_images"] == 0
+    assert report["classes"][0]["added"] == 12  # 24 wanted, capped at 12 (a 0.5 share)
+    assert not (out / "annotations_eval.json").exists()
+    assert "no pure-real eval split" in (out / "dataset_card.md").read_text()
+
+
+def test_default_policy_raises_classes_below_the_median(tmp_path, dataset, capsys):
+    out = tmp_path / "out"
+    assert run(["augment-rare", "--coco", str(dataset[0]), "--images", str(dataset[1]), "--out", str(out),
+                "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "rare_report.json").read_text())
+    rows = {r["name"]: r for r in report["classes"]}
+    median = sorted(r["real_train"] for r in rows.values())[1]
+    assert f"classes below the median class count ({median}) raised to it, synthetic share capped at 0.5" in printed
+    for row in rows.values():
+        wanted = max(0, median - row["real_train"])
+        assert row["target"] == (median if wanted else row["real_train"])
+        assert row["added"] == min(wanted, row["real_train"])  # 0.5 cap: at most as many as the real ones
+    assert rows["crack"]["added"] > 0 and rows["crack"]["source"] == "copy-paste"
+
+
+def test_paste_defaults_follow_the_real_instances(tmp_path):
+    """On real nuclei: pasted instances cover nothing, come a quarter to a half of the image's own count
+    per image, stay within the real sizes, and a greyscale image stays greyscale."""
+    from vision_synth.coco.reader import load_coco
+    from vision_synth.rare.dataset import density_count
+
+    out = tmp_path / "out"
+    assert run(_nuclei_argv(out, "--target", "60", "--eval", "none")) == 0
+    report = json.loads((out / "rare_report.json").read_text())
+    assert report["paste"]["nucleus"]["color_jitter"]["saturation"] == [1.0, 1.0]
+    assert report["paste"]["nucleus"]["rotation"] == [-180.0, 180.0]  # round nuclei: any turn
+    real = load_coco(NUCLEI / "annotations.json", NUCLEI / "images")
+    sides = [max(a["bbox"][2], a["bbox"][3]) for a in real.annotations]
+    data = load_coco(out / "annotations.json", out / "images")
+    lo, hi = density_count(12)
+    new = [im for im in data.images if im.get("synthetic")]
+    assert new
+    for k, im in enumerate(new):
+        inst = data.instances(im)
+        pasted = [a for a in data.annotations_of(im["id"]) if a["source"] != "real"]
+        assert len(inst) == 12 + len(pasted)
+        assert inst.masks.sum(axis=0).max() == 1  # no instance covers another
+        assert 1 <= len(pasted) <= hi and (len(pasted) >= lo or k == len(new) - 1)
+        for a in pasted:
+            assert min(sides) - 2 <= max(a["bbox"][2], a["bbox"][3]) <= max(sides) + 2
+        pixels = read_image(out / "images" / im["file_name"])
+        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()

@@ -59,9 +59,10 @@ def test_samples_crops_with_masks(trained):
     assert crops.shape == (3, 16, 16, 4) and crops.dtype == np.uint8
     assert set(np.unique(crops[..., 3])) <= {0, 255}
     assert np.array_equal(crops, sample_crops(m, 3, seed=1, steps=2))  # deterministic
-    cutouts, rejected = sample_cutouts(m, 3, seed=1, steps=2)
-    assert len(cutouts) + rejected >= 1
-    assert all(c.alpha.any() for c in cutouts)
+    drawn = sample_cutouts(m, 3, seed=1, steps=2)
+    assert len(drawn.cutouts) + drawn.rejected >= 1
+    assert all(c.alpha.any() for c in drawn.cutouts)
+    assert drawn.report["samples"] == len(drawn.cutouts) and "dcr" in drawn.report
 
 
 def test_dcr_rejects_a_planted_training_crop(trained):
@@ -85,6 +86,10 @@ def test_learned_source_in_augment_rare(trained, tmp_path, capsys):
     data = check_coco_labels(tmp_path / "out" / "annotations.json")
     learned = [a for a in data["annotations"] if a.get("source") == "learned"]
     assert len(learned) == summary.added[3] > 0
+    # the report carries the learned crops' fidelity, diversity and DCR figures beside the counts
+    quality = json.loads((tmp_path / "out" / "rare_report.json").read_text())["learned_crops"]["crack"]
+    assert 0 <= quality["precision"] <= 1 and 0 <= quality["recall"] <= 1 and quality["diversity_ratio"] >= 0
+    assert quality["samples"] > 0 and "close_fraction" in quality["dcr"]
     # an eval split holding an image the model was trained on: refused, nothing written
     meta = json.loads((model / "rare_model.json").read_text())
     original = json.loads(dataset[0].read_text())
@@ -116,3 +121,57 @@ def test_training_crops_hold_the_mask(trained):
     crops, origin = training_crops(*dataset, "crack", 16)
     assert crops.shape[1:] == (16, 16, 4) and (crops[..., 3].reshape(len(crops), -1).max(axis=1) == 255).all()
     assert origin["category"] == "crack"
+
+
+def test_sampled_masks_are_made_as_clean_as_drawn_ones():
+    from vision_synth.rare.learned import smooth_mask
+
+    mask = np.zeros((32, 32), bool)
+    yy, xx = np.mgrid[0:32, 0:32]
+    mask[(yy - 16) ** 2 + (xx - 15) ** 2 <= 49] = True  # the instance, centred
+    mask[15:17, 14:16] = False  # a hole in it
+    mask[2, 2] = mask[29, 5] = True  # speckles
+    mask[24:30, 24:30] = True  # a second blob away from the centre
+    clean = smooth_mask(mask)
+    import cv2
+
+    count, _ = cv2.connectedComponents(clean.astype(np.uint8))
+    assert count == 2  # background + one part
+    assert clean[16, 15] and clean[15, 14]  # hole filled, centre kept
+    assert not clean[2, 2] and not clean[27, 27]
+
+
+def test_greyscale_training_crops_give_greyscale_samples(tmp_path):
+    from pathlib import Path
+
+    nuclei = Path(__file__).resolve().parents[1] / "assets" / "nuclei_dev" / "train_few"
+    train(nuclei / "annotations.json", nuclei / "images", TrainSpec("nucleus", steps=2, **TINY), tmp_path / "m",
+          show_progress=False)
+    m = load_model(tmp_path / "m")
+    assert m.meta["grey"] is True
+    crops = sample_crops(m, 4, seed=0, steps=2)
+    assert (crops[..., 0] == crops[..., 1]).all() and (crops[..., 1] == crops[..., 2]).all()
+
+
+def test_crop_quality_tells_copies_from_varied_crops(trained):
+    from vision_synth.rare.learned import crop_quality
+
+    _, model, _, _ = trained
+    real = load_model(model).training_crops
+    same = crop_quality(real, real)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0 and same["diversity_ratio"] == pytest.approx(1.0)
+    one = crop_quality(np.repeat(real[:1], len(real), axis=0), real)
+    assert one["diversity_ratio"] == 0.0 and one["recall"] < 0.5
+    assert same["learned"]["mask_solidity"] == pytest.approx(same["real"]["mask_solidity"])
+
+
+def test_one_image_with_eval_ratio_names_defects_train_options(tmp_path, capsys):
+    from pathlib import Path
+
+    nuclei = Path(__file__).resolve().parents[1] / "assets" / "nuclei_dev" / "train_few"
+    code = run(["defects", "train", "--coco", str(nuclei / "annotations.json"), "--images", str(nuclei / "images"),
+                "--category", "nucleus", "--out", str(tmp_path / "m"), "--eval-ratio", "0.2", "--steps", "1",
+                "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--eval-coco FILE.json" in err and "--eval-ratio" in err and "allow-synthetic-eval" not in err

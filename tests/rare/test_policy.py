@@ -52,3 +52,44 @@ def test_procedural_defect_is_labelled_as_its_class(tmp_path):
     path.write_text(yaml.safe_dump({"classes": {"crack": {"source": "procedural", "defect": {"kind": "crack"}}}}))
     assert load_policy(path, seed=5).classes["crack"].defect.category == "crack"
     assert load_policy(path, seed=5).seed == 5
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ({"rare_below": "median"}, {1: 0, 2: 0, 3: 4}),  # median 20: crack raised towards it, capped at 4 (50 %)
+    ({"rare_below": "median", "max_synthetic_fraction": 0.8}, {1: 0, 2: 0, 3: 16}),
+])
+def test_median_policy_raises_classes_below_the_median_count(policy, expected):
+    plans = plan_counts(RarePolicy.model_validate(policy), CATS, REAL)
+    assert {p.category_id: p.add for p in plans} == expected
+    assert {p.name: p.target for p in plans}["crack"] == 20
+
+
+def test_default_policy_and_command_line_overrides(tmp_path):
+    assert load_policy(None).rare_below == "median" and load_policy(None).max_synthetic_fraction == 0.5
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"target_per_class": 50, "eval": {"ratio": 0.3}}))
+    policy = load_policy(path, target=30, eval_coco="none")
+    assert (policy.rare_below, policy.target_per_class, policy.has_eval) == (30, None, False)
+    policy = load_policy(path, eval_coco="eval.json")
+    assert (policy.eval.coco, policy.eval.ratio, policy.has_eval) == ("eval.json", None, True)
+    path.write_text(yaml.safe_dump({"eval": "none"}))
+    assert not load_policy(path).has_eval
+
+
+def test_one_class_needs_a_target_and_the_message_says_so():
+    with pytest.raises(ConfigError, match=r"one class \('crack', 4 real instances\).*pass --target N"):
+        plan_counts(RarePolicy.model_validate({"rare_below": "median"}), CATS[2:], {3: 4})
+    plans = plan_counts(RarePolicy.model_validate({"rare_below": 10}), CATS[2:], {3: 4})
+    assert [(p.target, p.add) for p in plans] == [(10, 4)]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"rare_below": 0}, r"rare_below: must be at least 1"),
+    ({"rare_below": "mean"}, r"rare_below"),
+    ({"eval": "nothing"}, r"eval"),
+])
+def test_bad_targets_and_eval_are_named(tmp_path, data, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message):
+        load_policy(path)

@@ -18,7 +18,14 @@ def add_rare_parsers(subparsers) -> None:
     p.add_argument("--coco", required=True, help="COCO instances json")
     p.add_argument("--images", help="image folder (default: the json's folder)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--config", help="rare policy YAML (see configs/policies/rare_example.yaml)")
+    p.add_argument("--config", help="rare policy YAML (see configs/policies/rare_example.yaml); without it: "
+                                     "classes below the median class count raised to it with copy-paste, "
+                                     "synthetic share capped at 0.5")
+    p.add_argument("--target", type=int, metavar="N", help="raise every class below N real instances to N "
+                                                            "(replaces the policy's targets; needed for one class)")
+    p.add_argument("--eval", metavar="FILE.json|none", dest="eval_split",
+                   help="the pure-real eval split: a COCO file of real images of --coco, or none to keep no eval "
+                        "split (replaces the policy's eval)")
     p.add_argument("--seed", type=int, help="override the policy's seed")
     add_output_flags(p)
     p.set_defaults(func=cmd_augment_rare)
@@ -53,10 +60,13 @@ def add_rare_parsers(subparsers) -> None:
 
 
 def cmd_augment_rare(args) -> int:
+    from vision_synth.errors import VisionSynthError
     from vision_synth.rare.dataset import augment_rare
     from vision_synth.rare.policy import load_policy
 
-    policy = load_policy(args.config, seed=args.seed)
+    if args.target is not None and args.target < 1:
+        raise VisionSynthError(f"--target {args.target}: must be at least 1")
+    policy = load_policy(args.config, seed=args.seed, target=args.target, eval_coco=args.eval_split)
     summary = augment_rare(args.coco, args.images, policy, Path(args.out), policy_path=args.config or "policy",
                            overwrite=args.overwrite, show_progress=not args.quiet)
     for line in summary.lines():

@@ -7,8 +7,8 @@ the very dicts that were read (so they serialise to the same JSON); new images a
 follow, with ids above the largest real ones, `synthetic: true` and their `source`.
 
 Files: OUT/annotations.json (all real + new), OUT/annotations_train.json (real training part + new:
-train on this), OUT/annotations_eval.json (the pure-real eval split: evaluate on this),
-OUT/rare_report.json and OUT/dataset_card.md (per-class real vs synthetic counts).
+train on this), OUT/annotations_eval.json (the pure-real eval split: evaluate on this; not written
+with `eval: none`), OUT/rare_report.json and OUT/dataset_card.md (per-class real vs synthetic counts).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from vision_synth.imageio import read_image, write_image
 from vision_synth.quality.card import CardFacts, render_card
 from vision_synth.rare.crops import class_crops
 from vision_synth.rare.paste import LayerMaker, crop_layers, defect_layers, paste_onto
-from vision_synth.rare.policy import ClassPlan, RarePolicy, plan_counts
+from vision_synth.rare.policy import ClassPlan, PasteSpec, RarePolicy, plan_counts, rare_threshold
+from vision_synth.rare.stats import class_stats
 from vision_synth.rare.split import eval_image_ids
 from vision_synth.seeding import rng_for
 from vision_synth.spec import integer
@@ -52,6 +53,10 @@ class RareSummary:
     seconds: dict[str, float] = field(default_factory=dict)  # generation time per source
     rejected_dcr: dict[str, int] = field(default_factory=dict)  # class → learned crops rejected as too close
     eval_counts: dict[int, int] = field(default_factory=dict)
+    has_eval: bool = True  # False with `eval: none`: no pure-real eval split was kept
+    policy_line: str = ""
+    paste: dict[str, dict] = field(default_factory=dict)  # class → paste settings used (defaults resolved)
+    learned: dict[str, dict] = field(default_factory=dict)  # class → crop_quality of its learned crops
 
     def table(self) -> list[str]:
         rows = [f"{'class':<16}{'real':>8}{'eval':>8}{'target':>8}{'cap':>8}{'added':>8}  source"]
@@ -62,13 +67,20 @@ class RareSummary:
         return rows
 
     def lines(self) -> list[str]:
-        out = [f"{self.out}: {self.train_images} real train images, {self.eval_images} real eval images "
-               f"(never augmented), {self.new_images} new images", *self.table()]
+        held = (f"{self.eval_images} real eval images (never augmented)" if self.has_eval
+                else "no pure-real eval split (eval: none): evaluate on real images of your own")
+        out = [f"{self.out}: {self.train_images} real train images, {held}, {self.new_images} new images",
+               *([self.policy_line] if self.policy_line else []), *self.table()]
+        if not any(p.add for p in self.plans):
+            out.append("nothing to add: no class is below its target (raise it with --target N)")
         short = [p.name for p in self.plans if self.added.get(p.category_id, 0) < p.add]
         if short:
             out.append(f"fewer instances than planned for: {', '.join(short)} (no free place found often enough)")
         for name, n in self.rejected_dcr.items():
             out.append(f"{name}: {n} learned crops rejected as too close to a training crop (DCR)")
+        for name, q in self.learned.items():
+            out.append(f"{name}: learned crops precision {q['precision']:.2f} (fidelity), recall {q['recall']:.2f} "
+                       f"and diversity ratio {q['diversity_ratio']:.2f} against the {q['training_crops']} real crops")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -77,24 +89,16 @@ class RareSummary:
                          "real_eval": self.eval_counts.get(p.category_id, 0), "target": p.target,
                          "cap": None if p.cap >= 10**9 else p.cap, "planned": p.add,
                          "added": self.added.get(p.category_id, 0), "source": p.source} for p in self.plans],
-            "eval_images": self.eval_images, "train_images": self.train_images, "new_images": self.new_images,
-            "seconds_per_source": self.seconds, "dcr_rejected": self.rejected_dcr,
+            "policy": self.policy_line, "paste": self.paste,
+            "eval_images": self.eval_images, "pure_real_eval_split": self.has_eval,
+            "train_images": self.train_images, "new_images": self.new_images,
+            "seconds_per_source": self.seconds, "dcr_rejected": self.rejected_dcr, "learned_crops": self.learned,
         }
 
 
 def _class_counts(dataset: CocoDataset, image_ids: set[int]) -> dict[int, int]:
     return dict(Counter(a["category_id"] for a in dataset.annotations
                         if a["image_id"] in image_ids and not a.get("iscrowd", 0)))
-
-
-def _observed_scale(dataset: CocoDataset, image_ids: set[int], category_id: int) -> tuple[float, float]:
-    """Range of (longest box side / image's shorter side) of a class's real instances."""
-    sizes = {im["id"]: min(im["height"], im["width"]) for im in dataset.images}
-    values = [max(a["bbox"][2], a["bbox"][3]) / sizes[a["image_id"]] for a in dataset.annotations
-              if a["category_id"] == category_id and a["image_id"] in image_ids and a.get("bbox")]
-    if not values:
-        return (0.05, 0.2)
-    return (float(min(values)), float(max(values)))
 
 
 def _part_mask(policy: RarePolicy, source: str) -> np.ndarray | None:
@@ -116,11 +120,22 @@ class _Sources:
         self.rejected: dict[str, int] = {}
         self.models: dict[int, str] = {}
         self.finishers: dict[int, Any] = {}  # class → step run on each new image after pasting (inpaint)
+        self.paste: dict[str, PasteSpec] = {}  # class → the paste settings used (defaults resolved)
+        self.learned: dict[str, dict] = {}  # class → fidelity, diversity and DCR of its learned crops
+
+    def paste_spec(self, plan: ClassPlan) -> PasteSpec:
+        """The policy's paste settings, those left unset following the class's real instances."""
+        paste = self.policy.paste
+        stats = class_stats(self.dataset, self.train_ids, plan.category_id)
+        return paste.model_copy(update={
+            "scale": paste.scale or stats.scale(),
+            "rotation": paste.rotation if paste.rotation is not None else stats.rotation(),
+            "color_jitter": paste.color_jitter if paste.color_jitter is not None else stats.color_jitter()})
 
     def maker(self, plan: ClassPlan) -> LayerMaker:
         per = self.policy.classes.get(plan.name)
-        scale = self.policy.paste.scale or _observed_scale(self.dataset, self.train_ids, plan.category_id)
-        paste = self.policy.paste.model_copy(update={"scale": scale})
+        paste = self.paste_spec(plan)
+        self.paste[plan.name] = paste
         if plan.source == "procedural":
             return defect_layers(per.defect, plan.category_id)
         if plan.source == "learned":
@@ -148,9 +163,11 @@ class _Sources:
         eval_files = {im["file_name"] for im in self.dataset.images if im["id"] in self.eval_ids}
         check_training_images(model, eval_files, f"{self.policy_path}: classes.{plan.name}.model")
         self.models[plan.category_id] = str(per.model)
-        cutouts, rejected = sample_cutouts(model, plan.add + max(4, plan.add // 2), self.policy.seed,
-                                           steps=per.sample_steps, dcr_quantile=per.dcr_quantile)
-        self.rejected[plan.name] = rejected
+        drawn = sample_cutouts(model, plan.add + max(4, plan.add // 2), self.policy.seed,
+                               steps=per.sample_steps, dcr_quantile=per.dcr_quantile)
+        self.rejected[plan.name] = drawn.rejected
+        self.learned[plan.name] = drawn.report
+        cutouts = drawn.cutouts
         if not cutouts:
             raise DatasetError(f"{per.model}: every sampled crop was rejected (empty mask or DCR); "
                                "train longer or on more instances")
@@ -163,9 +180,11 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatasetError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
     dataset = load_coco(coco, images)
-    eval_ids = eval_image_ids(dataset, policy.eval.coco, policy.eval.ratio, policy.seed)
+    eval_ids = _eval_split(dataset, policy)
     train_ids = {im["id"] for im in dataset.images} - eval_ids
-    plans = plan_counts(policy, dataset.categories, _class_counts(dataset, train_ids), policy_path)
+    counts = _class_counts(dataset, train_ids)
+    plans = plan_counts(policy, dataset.categories, counts, policy_path)
+    below = rare_threshold(policy, dataset.categories, counts, policy_path)
     part = _part_mask(policy, policy_path)
     sources = _Sources(dataset, policy, train_ids, eval_ids, policy_path)
     seconds: dict[str, float] = {}
@@ -185,9 +204,31 @@ def augment_rare(coco: str | Path, images: str | Path | None, policy: RarePolicy
         for k, v in gen_seconds.items():
             seconds[k] = seconds.get(k, 0.0) + v
         summary = RareSummary(out, plans, added, len(eval_ids), len(train_ids), len(new_images), seconds,
-                              sources.rejected, _class_counts(dataset, eval_ids))
+                              sources.rejected, _class_counts(dataset, eval_ids), policy.has_eval,
+                              _policy_line(policy, below), {k: v.model_dump(mode="json") for k, v in sources.paste.items()},
+                              sources.learned)
         _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary)
     return summary
+
+
+def _eval_split(dataset: CocoDataset, policy: RarePolicy) -> set[int]:
+    """The pure-real eval split's image ids (none with `eval: none`)."""
+    if not policy.has_eval:
+        return set()
+    return eval_image_ids(dataset, policy.eval.coco, policy.eval.ratio, policy.seed, ways_out=(
+        "give a real eval set (--eval FILE.json, or eval: {coco: FILE.json} in --config) or go without one "
+        "(--eval none, or eval: none in --config)"))
+
+
+def _policy_line(policy: RarePolicy, below: int | None) -> str:
+    """How the targets were chosen, in words (printed above the table, kept in the report)."""
+    cap = f"synthetic share capped at {policy.max_synthetic_fraction:g}"
+    if policy.target_per_class is not None:
+        return f"policy: every class raised to {policy.target_per_class} instances, {cap}"
+    if below is None:
+        return f"policy: per-class targets only, {cap}"
+    how = f"the median class count ({below})" if policy.rare_below == "median" else f"{below}"
+    return f"policy: classes below {how} raised to it, {cap}"
 
 
 def _copy_real_images(dataset: CocoDataset, folder: Path) -> set[str]:
@@ -215,6 +256,7 @@ def _make_new_images(dataset, policy, plans, makers, finishers, train_ids, part,
     if not pool and any(p.add for p in plans):
         raise DatasetError(f"{dataset.path}: no training image to paste onto")
     remaining = {p.category_id: p.add for p in plans if p.add}
+    typical = _typical_density(dataset, train)
     source_of = {p.category_id: p.source for p in plans}
     added = {p.category_id: 0 for p in plans}
     next_image = max((im["id"] for im in dataset.images), default=0) + 1
@@ -229,8 +271,14 @@ def _make_new_images(dataset, policy, plans, makers, finishers, train_ids, part,
         rng = rng_for(policy.seed, attempt)
         attempt += 1
         cid = max(remaining, key=lambda c: (remaining[c], -c))
-        count = max(1, min(integer(rng, policy.per_image), remaining[cid]))
-        target = by_id[pool[int(rng.integers(len(pool)))]]
+        if policy.per_image is not None:
+            count = integer(rng, policy.per_image)
+            target = by_id[pool[int(rng.integers(len(pool)))]]
+        else:  # following the target's own instance density
+            target = by_id[pool[int(rng.integers(len(pool)))]]
+            count = integer(rng, density_count(len(dataset.annotations_of(target["id"])) or
+                                               round(typical * target["height"] * target["width"])))
+        count = max(1, min(count, remaining[cid]))
         start = time.perf_counter()
         background = read_image(dataset.image_file(target))
         if background.shape[:2] != (target["height"], target["width"]):
@@ -268,6 +316,20 @@ def _make_new_images(dataset, policy, plans, makers, finishers, train_ids, part,
     return new_images, new_anns, added, seconds
 
 
+def density_count(own: int) -> tuple[int, int]:
+    """Instances pasted on an image holding `own`: a quarter to a half as many again (at least 1),
+    so a sparse image gets one or two and a crowded one keeps its look."""
+    return (max(1, own // 4), max(1, (own + 1) // 2))
+
+
+def _typical_density(dataset: CocoDataset, image_ids: list[int]) -> float:
+    """Median instances per pixel of the annotated training images (for pasting onto clean ones)."""
+    wanted = set(image_ids)
+    values = [len(anns) / (im["height"] * im["width"]) for im in dataset.images
+              if im["id"] in wanted and (anns := dataset.annotations_of(im["id"]))]
+    return float(np.median(values)) if values else 0.0
+
+
 def _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary) -> None:
     info = {**dataset.info, "rare_augmentation": {"seed": policy.seed, "policy": policy.model_dump(mode="json"),
                                                   "source_annotations": str(dataset.path)}}
@@ -278,9 +340,10 @@ def _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary)
     train_anns = [a for a in real_anns if a["image_id"] not in eval_ids]
     write_coco(work / "annotations_train.json", {**info, "split": "train"}, dataset.categories,
                train_images + new_images, train_anns + new_anns)
-    write_coco(work / "annotations_eval.json", {**dataset.info, "split": "eval", "real_only": True},
-               dataset.categories, [im for im in real_images if im["id"] in eval_ids],
-               [a for a in real_anns if a["image_id"] in eval_ids])
+    if policy.has_eval:  # with eval: none there is no pure-real split to write (card and report say so)
+        write_coco(work / "annotations_eval.json", {**dataset.info, "split": "eval", "real_only": True},
+                   dataset.categories, [im for im in real_images if im["id"] in eval_ids],
+                   [a for a in real_anns if a["image_id"] in eval_ids])
     write_json(work / "rare_report.json", summary.to_json(), indent=2)
     write_atomic(work / "dataset_card.md", render_card(rare_facts(dataset, policy, summary)))
 
@@ -288,16 +351,23 @@ def _write_files(work, dataset, policy, eval_ids, new_images, new_anns, summary)
 def rare_facts(dataset, policy, summary) -> CardFacts:
     """The card facts of an augment-rare output (rendered by the one card renderer)."""
     cap = lambda p: "-" if p.cap >= 10**9 else p.cap  # noqa: E731
+    if summary.has_eval:
+        evaluate = ("evaluate on `annotations_eval.json` (real images only, never augmented, pasted from or onto, "
+                    "nor used to train a generator)")
+        held = f"{summary.train_images} train, {summary.eval_images} eval (never augmented)"
+    else:
+        evaluate = ("**there is no pure-real eval split** (`eval: none`): every real image was used for "
+                    "training and as a paste target, so evaluate on real images kept apart elsewhere")
+        held = f"{summary.train_images} train, no pure-real eval split"
     return CardFacts(
         title="rare-class augmentation",
-        about=[f"Source: `{dataset.path}`. Train on `annotations_train.json`, evaluate on `annotations_eval.json` "
-               "(real images only, never augmented, pasted from or onto, nor used to train a generator). "
+        about=[f"Source: `{dataset.path}`. Train on `annotations_train.json`; {evaluate}. "
                "`annotations.json` holds every real record unchanged plus the new ones.",
                "New images are training images with instances of one class pasted on; their own instances are "
-               "kept and flagged `source: real` inside the synthetic image."],
+               "kept and flagged `source: real` inside the synthetic image.",
+               *([summary.policy_line[0].upper() + summary.policy_line[1:] + "."] if summary.policy_line else [])],
         provenance=[["source annotations", f"`{dataset.path}`"], ["policy seed", f"`{policy.seed}`"],
-                    ["real images", f"{summary.train_images} train, {summary.eval_images} eval (never augmented)"],
-                    ["new images", summary.new_images]],
+                    ["real images", held], ["new images", summary.new_images]],
         count_headers=["class", "real train", "real eval", "target", "cap", "synthetic added", "source"],
         counts=[[p.name, p.real, summary.eval_counts.get(p.category_id, 0), p.target, cap(p),
                  summary.added.get(p.category_id, 0), p.source or "-"] for p in summary.plans],

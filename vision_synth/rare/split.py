@@ -10,8 +10,10 @@ from vision_synth.coco.split import assign_splits
 from vision_synth.errors import DatasetError
 
 
-def eval_image_ids(dataset: CocoDataset, eval_coco: str | Path | None, ratio: float | None, seed: int) -> set[int]:
-    """Image ids of the evaluation split (real images only)."""
+def eval_image_ids(dataset: CocoDataset, eval_coco: str | Path | None, ratio: float | None, seed: int,
+                   ways_out: str = "give a real eval set or go without one") -> set[int]:
+    """Image ids of the evaluation split (real images only). Fewer than 2 real images cannot be split:
+    the error says so and ends with `ways_out` (the options of the command that was run)."""
     if eval_coco is not None:
         given = load_coco(eval_coco, dataset.images_dir, check_files=False)
         by_id = {im["id"]: im for im in dataset.images}
@@ -25,5 +27,9 @@ def eval_image_ids(dataset: CocoDataset, eval_coco: str | Path | None, ratio: fl
         return {im["id"] for im in given.images}
     if ratio is None:
         return set()
+    real = [im for im in dataset.images if not is_synthetic(im)]
+    if len(real) < 2:
+        raise DatasetError(f"{dataset.path}: {len(real)} real image(s) cannot be split into a training part and a "
+                           f"pure-real eval split; {ways_out}")
     ids = assign_splits(dataset, (1.0 - ratio, ratio), by_class=True, seed=seed)
     return set(ids["val"])
