@@ -105,6 +105,21 @@ def test_yaml_syntax_error_names_line(write_config, tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("name: x\x00\n", r"bad.yaml: invalid YAML \(unacceptable character #x0000: special characters are not "
+                       r"allowed in \"<unicode string>\", position 7\)$"),
+    ("[" * 100000 + "]" * 100000, r"bad.yaml: invalid YAML \(nested too deeply to be a config\)$"),
+], ids=["NUL byte", "nested 100,000 deep"])
+def test_a_yaml_error_is_one_line(tmp_path, text, message):
+    """PyYAML's own messages run over several lines, and deep nesting overflows its recursion (found by
+    tools/fuzz.py): either is one line naming the file."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
 def test_validate_command_and_module_entry_point_exit_codes(write_config):
     good = write_config(small_config(), "good.yaml")
     bad = write_config(small_config(num_images=-1), "bad.yaml")

@@ -70,13 +70,15 @@ def cmd_generate(args) -> int:
 
 
 def cmd_preview(args) -> int:
+    from vision_synth.files import check_new_output
     from vision_synth.preview import render_preview
 
     root = Path(args.dir)
     annotations = Path(args.annotations) if args.annotations else root / "annotations.json"
     images = Path(args.images) if args.images else root / "images"
     out = Path(args.out) if args.out else root / "previews" / "grid.png"
-    print(render_preview(annotations, images, out, args.max_images))
+    check_new_output(out, args.overwrite, "preview")
+    print(render_preview(annotations, images, out, args.max_images, show_progress=not args.quiet))
     return 0
 
 
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="image folder (default DIR/images)")
     p.add_argument("--out", help="PNG to write (default DIR/previews/grid.png)")
     p.add_argument("--max-images", type=int, default=16)
+    add_output_flags(p, overwrite_help="replace an existing PNG (generate draws DIR/previews/grid.png); it is "
+                                       "replaced only once the new one is written")
     p.set_defaults(func=cmd_preview)
 
     from vision_synth.augment.command import add_augment_parser

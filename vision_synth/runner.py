@@ -24,6 +24,7 @@ from vision_synth import __version__, publish
 from vision_synth.coco.writer import (ShardWriter, done_indices, image_file_name, merged_records, sample_records,
                                       write_annotations, write_atomic)
 from vision_synth.errors import VisionSynthError
+from vision_synth.files import remove_stale_stages_in
 from vision_synth.imageio import write_image
 
 STATE_DIR = publish.STATE_DIR
@@ -93,8 +94,8 @@ def prepare_output(out_dir: Path, config, overwrite: bool) -> None:
         else:
             attempt = previous.get("attempt", 0) + 1  # resuming: new shard names, old ones kept
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    for tmp in (out_dir / "images").glob(".*.tmp"):
-        tmp.unlink()  # left by a killed run; the image is regenerated
+    for folder in (out_dir, out_dir / "images", out_dir / STATE_DIR, publish.staging_file(out_dir).parent):
+        remove_stale_stages_in(folder)  # half-written files of a killed run; its images are regenerated
     write_atomic(state_file, json.dumps({**state, "attempt": attempt}, indent=2) + "\n")
 
 

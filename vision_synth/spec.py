@@ -99,14 +99,18 @@ def read_yaml(path: Path, what: str = "file", syntax: str = "YAML") -> Any:
         raise ConfigError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # not UTF-8; a NUL byte in the path (shown escaped)
+        shown = repr(str(path)) if "\x00" in str(path) else path
+        raise ConfigError(f"{shown}: cannot read ({exc})") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid {syntax} (nested too deeply to be a config)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid {syntax} ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+        raise ConfigError(f"{path}:{where} invalid {syntax} ({problem})") from None
 
 
 def _key_path(loc: tuple, data: Any) -> str:

@@ -30,7 +30,7 @@ def cmd_split(args) -> int:
     from vision_synth.coco.split import split_dataset
 
     result = split_dataset(Path(args.dir), args.ratios, by_class=args.by_class, seed=args.seed,
-                           allow_synthetic_eval=args.allow_synthetic_eval)
+                           allow_synthetic_eval=args.allow_synthetic_eval, overwrite=args.overwrite)
     for line in result.lines():
         print(line)
     return 0
@@ -77,6 +77,8 @@ def add_dataset_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-synthetic-eval", action="store_true",
                    help="let images flagged synthetic go to val/test (default: train only)")
+    add_output_flags(p, overwrite_help="replace the split files of an earlier split; they are replaced only "
+                                       "once every new one is written")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("merge", help="merge datasets (categories matched by name, ids renumbered)")

@@ -55,6 +55,7 @@ def add_rare_parsers(subparsers) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dcr-quantile", type=float, default=0.05,
                    help="reject crops nearer a training crop than this quantile of training NN distances")
+    add_output_flags(s)
     s.set_defaults(func=cmd_defects_sample)
 
 
@@ -85,9 +86,17 @@ def cmd_defects_train(args) -> int:
 
 
 def cmd_defects_sample(args) -> int:
+    from vision_synth.files import check_new_output
     from vision_synth.rare.learned import load_model, write_samples
 
+    from vision_synth.errors import VisionSynthError
+
+    if args.num < 1 or args.steps < 1:
+        raise VisionSynthError("--num and --steps must be at least 1")
+    if not 0 <= args.dcr_quantile <= 1:
+        raise VisionSynthError(f"--dcr-quantile {args.dcr_quantile:g}: must lie in [0, 1]")
+    check_new_output(Path(args.out), args.overwrite)  # before the model loads
     model = load_model(args.model, where="--model")
     print(write_samples(model, args.num, Path(args.out), seed=args.seed, steps=args.steps,
-                        dcr_quantile=args.dcr_quantile))
+                        dcr_quantile=args.dcr_quantile, overwrite=args.overwrite, show_progress=not args.quiet))
     return 0
