@@ -42,7 +42,7 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def _without_processes(argv: list[str]) -> list[str]:
+def without_processes(argv: list[str]) -> list[str]:
     out, skip = [], False
     for token in argv:
         if skip:
@@ -60,7 +60,7 @@ def cmd_generate(args) -> int:
     config = _load(args)  # fail fast, before any process is started
     out = Path(args.out) if args.out else Path("out") / config.name
     if args.processes and args.processes > 1:
-        return launch([*_without_processes(args.argv), "--out", str(out)], args.processes)
+        return launch([*without_processes(args.argv), "--out", str(out)], args.processes)
     summary = generate(config, out, overwrite=args.overwrite, show_progress=not args.quiet)
     for line in summary.lines() if summary else []:
         print(line)
@@ -114,11 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     from vision_synth.coco.commands import add_dataset_parsers
     from vision_synth.quality.command import add_check_parser
     from vision_synth.rare.command import add_rare_parsers
+    from vision_synth.tune.command import add_tune_parser
 
     add_augment_parser(sub)
     add_dataset_parsers(sub)
     add_rare_parsers(sub)
     add_check_parser(sub)
+    add_tune_parser(sub)
     return parser
 
 

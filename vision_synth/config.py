@@ -17,7 +17,7 @@ from vision_synth.quality.spec import QualitySpec
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
 from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, PositiveRange, Spec, UnitRange,
-                               read_yaml, validate_spec)
+                               read_yaml, validate_spec, with_key_paths)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 NAME_MAX = 255  # bytes in one file or folder name on the usual file systems (ext4, APFS, NTFS)
@@ -259,8 +259,19 @@ def check_inside(source: Path | str, key: str, value: str, base: Path, root: Pat
                           "folder, or write the path absolute")
 
 
-def load_scene(path: Path) -> SceneSpec:
-    data = read_yaml(path)
+def _edited(data: Any, edits: dict[str, Any] | None, path: Path) -> Any:
+    """`data` of the file `path` with dotted key paths set (spec.with_key_paths); errors name the file."""
+    if not edits:
+        return data
+    try:
+        return with_key_paths(data, edits)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_scene(path: Path, edits: dict[str, Any] | None = None) -> SceneSpec:
+    """A scene file, validated; `edits`: dotted key paths set as if written in the file."""
+    data = _edited(read_yaml(path), edits, path)
     scene = validate_spec(SceneSpec, data, str(path))
     scene._base_dir = path.resolve().parent
     for key, value in _scene_paths(scene):  # a scene's assets lie in its own folder
@@ -268,13 +279,22 @@ def load_scene(path: Path) -> SceneSpec:
     return scene
 
 
-def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
-    """Read and validate a dataset config; `overrides` (e.g. num_images, seed) replace top-level keys."""
+def load_config(path: str | Path, edits: dict[str, Any] | None = None, **overrides: Any) -> DatasetConfig:
+    """Read and validate a dataset config; `overrides` (e.g. num_images, seed) replace top-level keys.
+    `edits` set dotted key paths as if written in the file (`{"num_images": 64, "scene.blending.mode":
+    "hard"}`, what `vision-synth tune` searches); a `scene.` path edits the scene the config names
+    (its own file, read from there) or the inline scene."""
     path = Path(path)
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    edits = dict(edits or {})
+    scene_edits = {k[len("scene."):]: edits.pop(k) for k in list(edits) if k.startswith("scene.")}
+    data = _edited(data, edits, path)
+    if not isinstance(data.get("scene"), str):
+        data = _edited(data, {f"scene.{k}": v for k, v in scene_edits.items()}, path)
+        scene_edits = {}
     scene_value = data.get("scene")
     scene: SceneSpec | None = None
     # relative paths in a config stay inside its project folder (the one holding configs/ and scenes/)
@@ -285,7 +305,7 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
         except ConfigError as exc:
             raise ConfigError(f"{path}: scene: {exc}") from None
         check_inside(path, "scene", scene_value, path.resolve().parent, project)
-        scene = load_scene(scene_file)
+        scene = load_scene(scene_file, scene_edits)
         data = {**data, "scene": scene}
     config = validate_spec(DatasetConfig, data, str(path))
     if scene is None:  # inline scene: its paths are relative to the config file

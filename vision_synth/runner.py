@@ -195,31 +195,35 @@ class AugmentedGenerator:
         return out
 
 
-def distributed_state():
+def distributed_state(**kwargs):
     """accelerate's PartialState when launched by `accelerate launch` (several processes), else None.
 
     CUDA: one process per GPU. CPU: `PartialState(cpu=True)` so several CPU processes form a group
     (accelerate needs `--multi_gpu --num_machines 1` for that; `--cpu` alone runs one process).
+    `kwargs` go to the process group the first time it is made (`timeout=timedelta(...)`: how long
+    a process waits for the others; torch's default is 30 minutes).
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available(), **kwargs)
 
 
-def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress: bool = True) -> RunSummary | None:
+def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress: bool = True,
+             distributed: bool = True) -> RunSummary | None:
     """Generate the dataset of `config` into `out_dir`; resumes a killed run.
 
     Under `accelerate launch` the missing sample indices are split between the processes
     (contiguous shards); each writes its images and its own shard, and the main process merges
     once all have finished. The output does not depend on the number of processes. Returns the
-    summary on the main process, None on the others.
+    summary on the main process, None on the others. `distributed=False`: this process makes the
+    whole dataset alone, even under `accelerate launch` (`vision-synth tune` runs one trial a process).
     """
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    state = distributed_state()
+    state = distributed_state() if distributed else None
     launch = time.perf_counter() - start
     is_main = state is None or state.is_main_process
     if state is not None and state.device.type == "cpu":

@@ -37,7 +37,7 @@ BACKGROUND_STREAM = 2**32 - 1  # the background of sample i: rng_for(seed, i, BA
 # names, kept so that a dataset split (and the eval images a learned model was kept away from) stays
 # where it was. A new purpose takes the next free key; keys start with a word no sample index
 # reaches, so that a stream with its sub-streams is never a sample's.
-DATASET_STREAMS: dict[str, tuple[int, ...]] = {"split": (), "texture_bank": (2**32 - 1,)}
+DATASET_STREAMS: dict[str, tuple[int, ...]] = {"split": (), "texture_bank": (2**32 - 1,), "tune-design": (2**40 + 1,)}
 
 
 def rng_for_dataset(seed: int, purpose: str, *stream: int) -> np.random.Generator:

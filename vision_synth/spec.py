@@ -87,6 +87,60 @@ class BlendSpec(Spec):
     feather: float = Field(1.5, gt=0, description="Gaussian sigma in pixels for mode: feather")
 
 
+# ---------------------------------------------------------------------------------- key paths
+def key_path_parts(key: str) -> list[str | int]:
+    """'scene.defects[2].width' → ['scene', 'defects', 2, 'width']."""
+    parts: list[str | int] = []
+    for token in key.split("."):
+        name, *indices = token.split("[")
+        if not name or not all(i.endswith("]") and i[:-1].isdigit() for i in indices):
+            raise ValueError(f"{key}: expected a key path like a.b or a.b[2].c")
+        parts += [name, *(int(i[:-1]) for i in indices)]
+    return parts
+
+
+def with_key_paths(data: Any, edits: dict[str, Any]) -> Any:
+    """A copy of a spec's raw data (as read from YAML) with each dotted key path of `edits` set to its
+    value (`{"copy_paste.count": [1, 4], "scene.defects[0].width": [1, 3]}`); mappings missing on the
+    way (or null) are created, list items must exist. `data` is left as it was. ValueError names the
+    key path that cannot be set."""
+
+    def put(node: Any, parts: list[str | int], value: Any, key: str) -> Any:
+        if not parts:
+            return value
+        head, rest = parts[0], parts[1:]
+        if isinstance(head, int):
+            if not isinstance(node, list) or head >= len(node):
+                raise ValueError(f"{key}: no item [{head}] here (the list has {len(node) if isinstance(node, list) else 0})")
+            out = list(node)
+            out[head] = put(node[head], rest, value, key)
+            return out
+        if node is None:
+            node = {}
+        if not isinstance(node, dict):
+            raise ValueError(f"{key}: {head!r} is set inside a value that is not a mapping ({node!r})")
+        return {**node, head: put(node.get(head), rest, value, key)}
+
+    for key, value in edits.items():
+        data = put(data, key_path_parts(key), value, key)
+    return data
+
+
+def key_path_value(data: Any, key: str, default: Any = None) -> Any:
+    """The value at a dotted key path of raw spec data (`default` where it is not set)."""
+    node = data
+    for part in key_path_parts(key):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return default
+            node = node[part]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return default
+    return node
+
+
 # ------------------------------------------------------------------------------------ loading
 def read_yaml(path: Path, what: str = "file", syntax: str = "YAML") -> Any:
     """The parsed YAML of `path` (None for an empty file); a ConfigError naming the file (and the

@@ -38,6 +38,10 @@ def add_augment_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+# on the command line originals are opt-in (a config's augment: section keeps them by default)
+COMMAND_LINE_DEFAULTS = {"keep_originals": False}
+
+
 def cmd_augment(args) -> int:
     from vision_synth.augment.dataset import augment_coco
     from vision_synth.augment.spec import load_augment_spec
@@ -45,8 +49,8 @@ def cmd_augment(args) -> int:
     overrides = {"pipeline": args.pipeline, "copies": args.copies, "keep_originals": args.keep_originals,
                  "min_area": args.min_area, "min_visible_fraction": args.min_visible_fraction,
                  "drop_empty": args.drop_empty}
-    # on the command line originals are opt-in; --copy-paste switches it on with default settings
-    defaults = {"keep_originals": False, **({"copy_paste": {}} if args.copy_paste else {})}
+    # --copy-paste switches it on with default settings
+    defaults = {**COMMAND_LINE_DEFAULTS, **({"copy_paste": {}} if args.copy_paste else {})}
     spec = load_augment_spec(args.spec, defaults, **overrides)
     summary = augment_coco(args.coco, args.images, spec, Path(args.out), seed=args.seed, fmt=args.format,
                            quality=args.quality, segmentation=args.segmentation, overwrite=args.overwrite,

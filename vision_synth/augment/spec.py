@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import CountRange, PositiveRange, Spec, read_yaml, validate_spec
+from vision_synth.spec import CountRange, PositiveRange, Spec, read_yaml, validate_spec, with_key_paths
 
 
 class CopyPasteSpec(Spec):
@@ -101,11 +101,13 @@ class AugmentSpec(Spec):
 
 
 def load_augment_spec(path: str | Path | None, defaults: dict[str, Any] | None = None,
-                      **overrides: Any) -> AugmentSpec:
+                      edits: dict[str, Any] | None = None, **overrides: Any) -> AugmentSpec:
     """An AugmentSpec from a YAML file of its own (the keys of a dataset config's `augment:`), or from
     `defaults` and `overrides` alone when `path` is None. `defaults` fill keys the file leaves out;
-    non-None `overrides` (command-line flags) replace keys. A pipeline path in the file is relative
-    to the file; one given as an override, to the working directory."""
+    `edits` set dotted key paths of the file's data as if written there (`{"copy_paste.count": [1, 4]}`,
+    what `vision-synth tune` searches); non-None `overrides` (command-line flags) replace keys. A
+    pipeline path in the file (or an edit) is relative to the file; one given as an override, to the
+    working directory."""
     data: dict[str, Any] = {}
     source = "command line"
     if path is not None:
@@ -114,6 +116,11 @@ def load_augment_spec(path: str | Path | None, defaults: dict[str, Any] | None =
         data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of augment keys (pipeline, copies, ...)")
+        if edits:
+            try:
+                data = with_key_paths(data, edits)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
         if isinstance(data.get("pipeline"), str):
             pipeline = Path(data["pipeline"]).expanduser()
             data["pipeline"] = str(pipeline if pipeline.is_absolute() else path.parent / pipeline)

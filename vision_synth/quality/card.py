@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -205,7 +206,7 @@ def _utility_html(data: dict[str, Any]) -> list[str]:
              f'image size {t.get("image_size")}; seeds {e(str(data.get("seeds")))}; '
              + e(", ".join(f"{v} {k.replace('_', ' ')} images" for k, v in images.items()))
              + (f"; real share of each batch {data['real_share']}" if data.get("real_share") is not None else "")
-             + f"; {float(data.get('seconds') or 0):.0f} s</p>",
+             + (f"; {float(data['seconds']):.0f} s" if data.get("seconds") is not None else "") + "</p>",
              f'<p class="banner {VERDICT_CLASS.get(data.get("verdict"), "warn")}">{e(_verdict_text(data))}</p>',
              utility_svg(data),
              _table(["arm", "seed", "AP", "AP50", "train s"],
@@ -612,3 +613,152 @@ def sample_grid(annotations: Path, images_dir: Path, count: int) -> bytes | None
     with tempfile.TemporaryDirectory(prefix="vision_synth_grid_") as tmp:
         out = render_preview(annotations, images_dir, Path(tmp) / "grid.png", max_images=count, tile=192)
         return out.read_bytes()
+
+
+# ------------------------------------------------------------------------------------- tune
+RUNG_COLORS = ("#9e9e9e", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def setting_label(value: Any) -> str:
+    """A searched value as the tables show it (a data set by its folder and file name)."""
+    if isinstance(value, dict) and "coco" in value:
+        return "/".join(Path(str(value["coco"])).parts[-2:])
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def parameter_svg(key: str, dimension: Any, trials: list[dict[str, Any]], winner: int | None) -> str:
+    """An inline SVG of one searched key: every trial's relative median delta (its 95% interval as a
+    bar) against the trial's value of `key`, coloured by the last rung it reached, the winner ringed,
+    0 dashed. Categorical keys (choices) get one column a choice."""
+    e = html.escape
+    w, h, left, right, top, bottom = 420, 250, 56, 405, 30, 200
+    points = [t for t in trials if t.get("relative_median_delta") is not None]
+    values = [v for t in points for v in (t["relative_median_delta"], *(t.get("interval") or [])) if v is not None]
+    span = max([abs(v) for v in values] + [0.05]) * 1.1
+    y_of = lambda v: bottom - (bottom - top) * (v + span) / (2 * span)  # noqa: E731
+    out = [f'<svg class="parameter-plot" data-key="{e(key)}" xmlns="http://www.w3.org/2000/svg" width="{w}" '
+           f'height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="relative median delta against {e(key)}">',
+           f'<text x="{(left + right) / 2}" y="16" text-anchor="middle" font-size="13" font-weight="600">{e(key)}</text>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#888"/>',
+           f'<line x1="{left}" y1="{y_of(0):.1f}" x2="{right}" y2="{y_of(0):.1f}" stroke="#444" stroke-dasharray="4 3"/>']
+    for v in (-span, 0.0, span):
+        out.append(f'<text x="{left - 5}" y="{y_of(v) + 4:.1f}" font-size="10" text-anchor="end">{v:+.0%}</text>')
+    choices = getattr(dimension, "choices", None)
+    if choices is not None:
+        labels = [setting_label(c) for c in choices]
+        step = (right - left) / len(choices)
+        slot = {json.dumps(c, sort_keys=True): k for k, c in enumerate(choices)}
+        for k, label in enumerate(labels):
+            out.append(f'<text x="{left + step * (k + 0.5):.1f}" y="{bottom + 16}" font-size="10" '
+                       f'text-anchor="middle">{e(label[:max(int(step // 6), 6)])}</text>')
+        seen: dict[int, int] = {}
+
+        def x_of(value: Any) -> float:
+            k = slot.get(json.dumps(value, sort_keys=True), 0)
+            n = seen[k] = seen.get(k, 0) + 1
+            return left + step * (k + 0.5) + (n - 1) % 7 * 6 - 18
+    else:
+        low, high = (float(v) for v in dimension.range)
+        log = bool(getattr(dimension, "log", False))
+        f = (lambda v: np.log(v)) if log else (lambda v: v)  # noqa: E731
+        x_of = lambda v: left + 10 + (right - left - 20) * (f(float(v)) - f(low)) / (f(high) - f(low))  # noqa: E731
+        for v in (low, high):
+            out.append(f'<text x="{x_of(v):.1f}" y="{bottom + 16}" font-size="10" text-anchor="middle">{v:.4g}</text>')
+    out.append(f'<text x="{(left + right) / 2}" y="{bottom + 34}" font-size="11" text-anchor="middle">'
+               "relative median AP delta (95% interval) · colour: last rung reached</text>")
+    for t in points:
+        x = x_of(t["settings"][key])
+        colour = RUNG_COLORS[min(int(t.get("rung", 0)), len(RUNG_COLORS) - 1)]
+        lo, hi = t.get("interval") or (None, None)
+        if lo is not None and hi is not None:
+            out.append(f'<line x1="{x:.1f}" y1="{y_of(max(lo, -span)):.1f}" x2="{x:.1f}" y2="{y_of(min(hi, span)):.1f}" '
+                       f'stroke="{colour}" stroke-width="2" opacity="0.6"/>')
+        ring = ' stroke="#000" stroke-width="2"' if t["trial"] == winner else ""
+        out.append(f'<circle class="trial" data-trial="{t["trial"]}" cx="{x:.1f}" '
+                   f'cy="{y_of(t["relative_median_delta"]):.1f}" r="4.5" fill="{colour}"{ring}>'
+                   f'<title>trial {t["trial"]}: {e(setting_label(t["settings"][key]))}, delta '
+                   f'{t["relative_median_delta"]:+.1%} over {len(t.get("seeds", []))} seeds</title></circle>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _tune_rows(summary: dict[str, Any], trials: list[dict[str, Any]], keys: list[str]) -> list[list[Any]]:
+    by_index = {t["trial"]: t for t in trials}
+    rows = []
+    for rank, k in enumerate(summary["ranking"], 1):
+        t = by_index[k]
+        lo, hi = t["interval"]
+        rows.append([rank, k, *[setting_label(t["settings"][key]) for key in keys], t["rung"], len(t["seeds"]),
+                     _pct(t["relative_median_delta"]), f"{_pct(lo)} to {_pct(hi)}", t["verdict"]])
+    return rows
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):+.1%}"
+
+
+def _tune_about(summary: dict[str, Any]) -> list[str]:
+    n = summary["trials_tried"]
+    rungs = "; ".join(f"rung {r['rung']}: {r['trials']} trials × {len(r['seeds'])} seeds" for r in summary["rungs"])
+    c = summary["confirmation"]
+    return [f"{n} settings were tried ({rungs}). The search figure of the top trial is the best of {n} "
+            "measured on the same val images, so it is optimistic; the figure to quote is the confirmation: the "
+            f"top trial measured again on {len(c['seeds'])} fresh seeds (never used by the search), scored on "
+            f"{c['on']}" + (" (images the search never saw)." if c["on"] == "test" else
+                            ". Val itself was used to choose it: for an estimate free of that choice, keep a "
+                            "test set out of the search (`test:` in the spec)."),
+            "val never feeds generation or training: no val image (by content) is among the images the "
+            "candidates are made from or the detector trains on."]
+
+
+def render_tune_card(summary: dict[str, Any], table_md: str) -> str:
+    """tune_card.md: the result, how many settings were tried, the table and the settings of the top trial."""
+    facts = CardFacts(
+        title=f"tune of {Path(summary['base']['config']).name}",
+        about=[f"**{summary['result']}**", *_tune_about(summary)],
+        provenance=[["spec", f"`{summary['spec']}` (digest `{summary['spec_digest']}`)"],
+                    ["base", f"{summary['base']['kind']} `{summary['base']['config']}`"],
+                    ["trials tried", summary["trials_tried"]],
+                    ["confirmation", f"{summary['verdict']} on {summary['confirmation']['on']}, seeds "
+                                     f"{summary['confirmation']['seeds']}"],
+                    ["run the top setting", f"`{summary['command']}`"]],
+        config_yaml=yaml.safe_dump({"winner": summary["winner"]}, sort_keys=False),
+        created=f"Made by vision_synth {summary['version']} (`vision-synth tune`).",
+        sections=["## Trials (sorted by relative median delta)\n\n" + table_md])
+    return render_card(facts)
+
+
+def render_tune_report(summary: dict[str, Any], trials: list[dict[str, Any]], space: dict[str, Any]) -> str:
+    """The self-contained report.html of a tune run: the result, the confirmation run (every seed),
+    the table of trials sorted by median delta with intervals, and the delta against each key."""
+    e = html.escape
+    keys = list(space)
+    c = summary["confirmation"]
+    found = summary["found"]
+    parts = [f"<h1>Tune: {e(Path(summary['base']['config']).name)}</h1>",
+             f'<p class="muted">{e(summary["spec"])} · {summary["base"]["kind"]} base · vision_synth '
+             f'{e(summary["version"])}</p>',
+             f'<div class="banner {"pass" if found else "warn"}">{e(summary["result"])}</div>',
+             *[f"<p>{e(p)}</p>" for p in _tune_about(summary)]]
+    if found:
+        parts.append(f"<p>The winner's base with its settings: <code>best.yaml</code>; run it with "
+                     f"<code>{e(summary['command'])}</code>.</p>")
+    else:
+        parts.append("<p>No file names a winner. The top trial's settings are in <code>top_trial.yaml</code> "
+                     "(not confirmed).</p>")
+    parts.append(f"<h2>Confirmation: trial {summary['winner']['trial']} on fresh seeds</h2>")
+    parts += _utility_html(c)
+    parts.append("<h2>Trials, sorted by relative median delta</h2>")
+    parts.append(_table(["rank", "trial", *keys, "rung", "seeds", "relative median delta", "95% interval", "verdict"],
+                        _tune_rows(summary, trials, keys), "trials"))
+    parts.append("<h2>Delta against each key</h2>")
+    parts.append("".join(parameter_svg(k, space[k], trials, summary["winner"]["trial"]) for k in keys))
+    parts.append("<h2>Every seed of every trial</h2>")
+    parts.append(_table(["trial", "seed", "AP real", "AP real+synthetic", "AP50 real", "AP50 real+synthetic"],
+                        [[t["trial"], r["seed"], _num(r["real_ap"]), _num(r["ap"]), _num(r["real_ap50"]),
+                          _num(r["ap50"])] for t in trials for r in t["runs"]], "trial-seeds"))
+    if summary.get("notes"):
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in summary["notes"]) + "</ul>")
+    title = f"{'FOUND' if found else 'NOTHING FOUND'} · tune · {Path(summary['base']['config']).name}"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import Spec, read_yaml, validate_spec
+from vision_synth.spec import Spec, read_yaml, validate_spec, with_key_paths
 
 WEIGHTS_ENV = "VISION_SYNTH_FID_WEIGHTS"
 FeatureKind = Literal["inception", "proxy", "off"]
@@ -97,15 +97,20 @@ class UtilitySpec(Spec):
     @field_validator("train", mode="before")
     @classmethod
     def _train_config(cls, value: Any) -> Any:
-        from vision_synth.detector_spec import TrainConfig
+        return train_config(value)
 
-        if isinstance(value, TrainConfig):
-            return value
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ValueError("expected a mapping of detector training keys (model, steps, crop_size, ...)")
-        return TrainConfig.model_validate(value)
+
+def train_config(value: Any):
+    """A TrainConfig from a spec's mapping of detector training keys (None: the defaults)."""
+    from vision_synth.detector_spec import TrainConfig
+
+    if isinstance(value, TrainConfig):
+        return value
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of detector training keys (model, steps, crop_size, ...)")
+    return TrainConfig.model_validate(value)
 
 
 class MemorisationSpec(Spec):
@@ -196,15 +201,7 @@ def load_quality_spec(path: str | Path | None, **overrides: Any) -> QualitySpec:
             data = data["quality"] or {}
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: quality: expected a mapping")
-    data = _nested(data)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+    data = with_key_paths(_nested(data), {key: value for key, value in overrides.items() if value is not None})
     return validate_spec(QualitySpec, data, source).with_base_dir(base)
 
 

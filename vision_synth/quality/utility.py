@@ -238,7 +238,7 @@ def _run(arm: str, seed: int, train: TrainConfig, real: tuple[Path, Path], val: 
                       float(detector.losses[-1]) if detector.losses else float("nan"))
 
 
-def _fingerprint(annotations: Path, images: Path) -> str:
+def dataset_fingerprint(annotations: Path, images: Path) -> str:
     """The content of a COCO file and the names and sizes of its image files."""
     data = Path(annotations).read_bytes()
     files = sorted((im["file_name"], (Path(images) / im["file_name"]).stat().st_size)
@@ -249,14 +249,24 @@ def _fingerprint(annotations: Path, images: Path) -> str:
 def _cached_run(arm: str, seed: int, train: TrainConfig, real: tuple[Path, Path], val: tuple[Path, Path],
                 extra: tuple[Path, Path] | None, cache: Path | None, progress: bool) -> UtilityRun:
     """One arm of one seed, from `cache` when an identical run was recorded there. The real-only arm
-    does not depend on the synthetic set, so comparing several sets (tune, bench) trains it once; a
-    synthetic arm is keyed by its set's content too, so asking for more seeds trains only those."""
+    does not depend on the synthetic set (nor on `real_share`, which only splits mixed batches), so
+    comparing several sets (tune, bench) trains it once; a synthetic arm is keyed by its set's
+    content too, so asking for more seeds trains only those. The key holds what the numbers depend
+    on: the training settings, the datasets, the device kind and torch's CPU threads (float sums
+    are ordered by them)."""
     if cache is None:
         return _run(arm, seed, train, real, val, extra, progress)
+    import torch
+
+    from vision_synth.detector import resolve_device
+
+    settings = train.model_copy(update={"seed": int(seed)} if extra is not None else
+                                {"seed": int(seed), "real_share": TrainConfig().real_share})
     key = hashlib.sha256(json.dumps({
-        "version": __version__, "train": train.model_copy(update={"seed": int(seed)}).model_dump(mode="json"),
-        "real": _fingerprint(*real), "val": _fingerprint(*val),
-        **({"synthetic": _fingerprint(*extra)} if extra is not None else {})}, sort_keys=True).encode()).hexdigest()[:24]
+        "version": __version__, "train": settings.model_dump(mode="json"),
+        "device": resolve_device(train.device).type, "threads": torch.get_num_threads(),
+        "real": dataset_fingerprint(*real), "val": dataset_fingerprint(*val),
+        **({"synthetic": dataset_fingerprint(*extra)} if extra is not None else {})}, sort_keys=True).encode()).hexdigest()[:24]
     path = Path(cache) / f"{'real' if extra is None else 'synthetic'}-{key}.json"
     if path.is_file():
         data = json.loads(path.read_text())
@@ -267,6 +277,15 @@ def _cached_run(arm: str, seed: int, train: TrainConfig, real: tuple[Path, Path]
     write_json(path, {"metrics": asdict(run.metrics), "train_seconds": run.train_seconds,
                       "final_loss": run.final_loss})
     return run
+
+
+def real_arm_run(reference: Path, reference_images: Path, reference_val: Path, reference_val_images: Path | None,
+                 train: TrainConfig, seed: int, cache: Path | None = None, progress: bool = False) -> UtilityRun:
+    """The real-only arm of one seed, exactly as `measure_utility(..., reference_val=...)` trains (or
+    reads from `cache`) it: `vision-synth tune` fills the cache with these before it splits the
+    candidates between processes, so no two processes train the same run."""
+    val = (Path(reference_val), Path(reference_val_images or Path(reference_val).parent))
+    return _cached_run("real", int(seed), train, (Path(reference), Path(reference_images)), val, None, cache, progress)
 
 
 def measure_utility(synthetic: Path, synthetic_images: Path, reference: Path, reference_images: Path,
