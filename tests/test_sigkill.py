@@ -282,7 +282,7 @@ def test_sigkill_during_check_then_rerun(tmp_path, verdict, killed_in):
 
     name = Path(killed_in).name
     writing = lambda calls: any(f".{name}.partial-" in c for c in calls)  # noqa: E731
-    pid = _kill_when(check(data), tmp_path, "tempfile:mkstemp", writing)
+    pid = _kill_when(check(data), tmp_path, "vision_synth.files:_create_beside", writing)
     left = _stages(data)
     assert [p.name.startswith(f".{name}.partial-{pid}-") for p in left] == [True], left  # killed mid-write
     for rel, content in _dataset_files(data).items():

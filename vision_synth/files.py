@@ -102,7 +102,7 @@ def stage_path(out: Path, kind: str = "partial") -> Path:
     return out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-_STAGE_TAIL = re.compile(r"(\d+)-[A-Za-z0-9_]{8}")  # PID-TOKEN (stage_path's hex, or mkstemp's 8 characters)
+_STAGE_TAIL = re.compile(r"(\d+)-[A-Za-z0-9_]{8}")  # PID-TOKEN (8 hex characters)
 
 
 def _stage_pid(name: str) -> int | None:
