@@ -166,6 +166,8 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: '{key}' is missing or not a list")
+    if data.get("info") is not None and not isinstance(data["info"], dict):
+        raise DatasetError(f"{path}: 'info' is not an object")
 
     categories = data["categories"]
     cat_ids = set()

@@ -86,11 +86,11 @@ class UtilitySpec(Spec):
     enabled: bool = False
     # vision_synth.detector_spec.TrainConfig keys; validated by it
     train: Any = Field(default_factory=dict, validate_default=True)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=2)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=2)
     max_seeds: int = Field(9, ge=2)
     require: Literal["helps", "no-evidence"] | None = None
     val_fraction: float = Field(0.3, gt=0, lt=1)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0)
     reference_val: str | None = None
     reference_val_images: str | None = None
 
