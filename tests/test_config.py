@@ -161,8 +161,13 @@ def test_config_hash_ignores_count_only(write_config):
 
 
 def test_every_shipped_config_validates():
-    # dataset configs only (configs/pipelines, configs/policies hold other files); diffusion
-    # configs need model weights: tests/diffusion/test_configs.py checks them
+    # dataset configs only (configs/pipelines, configs/policies and configs/quality hold other files);
+    # diffusion configs need model weights: tests/diffusion/test_configs.py checks them
     for path in sorted((REPO / "configs").glob("*.yaml")):
         if not path.name.startswith("diffusion"):
             assert main(["validate", str(path)]) == 0, path
+    from vision_synth.quality.check import check_quality_inputs
+    from vision_synth.quality.spec import load_quality_spec
+
+    for path in sorted((REPO / "configs" / "quality").glob("*.yaml")):  # runnable as they are: no reference needed
+        check_quality_inputs(load_quality_spec(path))

@@ -93,7 +93,7 @@ class BlendSpec(Spec):
     """How objects are pasted: hard alpha, feathered alpha, or Poisson (OpenCV seamlessClone)."""
 
     mode: Literal["hard", "feather", "poisson"] = "feather"
-    feather: float = Field(1.5, gt=0, le=100, description="Gaussian sigma in pixels for mode: feather")
+    feather: float = Field(1.5, gt=0, le=20, description="Gaussian sigma in pixels for mode: feather")
 
 
 # ------------------------------------------------------------------------------------ loading

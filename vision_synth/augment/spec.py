@@ -33,7 +33,7 @@ class CopyPasteSpec(Spec):
     classes: list[int] | None = None
     class_weights: dict[int, float] = Field(default_factory=dict)
     blend: Literal["hard", "feather", "poisson"] = "hard"
-    feather: float = Field(1.0, gt=0, le=100, description="Gaussian sigma in pixels for blend: feather")
+    feather: float = Field(1.0, gt=0, le=20, description="Gaussian sigma in pixels for blend: feather")
     # placement among pasted instances, as in the scene's placement rules
     max_overlap: float = Field(0.5, ge=0, le=1)
     min_visible_area: int = Field(16, ge=1)

@@ -31,7 +31,7 @@ class FidelitySpec(Spec):
     side, 200 crops a class) take tens of minutes there and seconds on a GPU.
     """
 
-    features: FeatureKind = "inception"
+    features: Annotated[FeatureKind, BeforeValidator(_off)] = "inception"
     weights: str | None = None
     layer: Literal["64", "192", "768", "2048"] = "2048"
     # at most this many images of each side go into the features (a seeded sample)
@@ -54,7 +54,13 @@ class FidelitySpec(Spec):
     seed: int = Field(0, ge=0, description="image/crop/tile sampling, KID subsets and the proxy's weights")
 
 
+def _off(value: Any) -> Any:
+    """YAML reads an unquoted `off` as false: the `off` it was written as."""
+    return "off" if value is False else value
+
+
 def _fidelity_shorthand(value: Any) -> Any:
+    value = _off(value)
     return {"features": value} if isinstance(value, str) else value
 
 
@@ -202,8 +208,11 @@ def load_quality_spec(path: str | Path | None, **overrides: Any) -> QualitySpec:
             continue
         node = data
         *parents, last = key.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents, 1):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # e.g. `utility: 5` in the file, --steps on the command line
+                raise ConfigError(f"{source}: {'.'.join(parents[:depth])}: expected a mapping (a command-line flag "
+                                  f"sets {key} in it)")
         node[last] = value
     return validate_spec(QualitySpec, data, source).with_base_dir(base)
 
@@ -211,6 +220,6 @@ def load_quality_spec(path: str | Path | None, **overrides: Any) -> QualitySpec:
 def _nested(data: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of plain dicts, with `fidelity: proxy` expanded so overrides can go into it."""
     out = {k: _nested(v) if isinstance(v, dict) else v for k, v in data.items()}
-    if isinstance(out.get("fidelity"), str):
-        out["fidelity"] = {"features": out["fidelity"]}
+    if isinstance(_off(out.get("fidelity")), str):
+        out["fidelity"] = {"features": _off(out["fidelity"])}
     return out
