@@ -50,6 +50,22 @@ BAD = [
      "scene.background.images", "resolves outside"),
     ({"name": "n" * 300}, "name", "300 bytes, longer than a folder name may be"),
     ({"name": "../../evil"}, "name", "plain folder name"),
+    # found by tools/fuzz.py: sizes and ids beyond what can be drawn or stored (cv2 overflow, MemoryError,
+    # int64 overflow), infinities, and line breaks in names (the message stays one line)
+    ({"scene": inline_scene(defects=[defect(length=[0.1, 1e9])])}, "scene.defects[0].length",
+     "expected [min, max] with 0 < min <= max <= 4"),
+    ({"scene": inline_scene(defects=[defect(width=[1, 5000])])}, "scene.defects[0].width", "<= 1024 (pixels)"),
+    ({"scene": inline_scene(defects=[{"kind": "particles", "category": "x", "dots": [1, 10**9]}])},
+     "scene.defects[0].dots", "<= 10000"),
+    ({"scene": inline_scene(objects=[{"category": "ball", "scale": [0.1, 1e18],
+                                      "source": {"kind": "sprites", "path": "sprites"}}])},
+     "scene.objects[0].scale", "<= 4"),
+    ({"scene": inline_scene(blending={"feather": float("inf")})}, "scene.blending.feather", "finite number"),
+    ({"scene": inline_scene(defects=[defect(curvature=[0, float("nan")])])}, "scene.defects[0].curvature",
+     "finite number"),
+    ({"categories": [{"id": 2**63, "name": "scratch"}]}, "categories[0].id", "less than or equal to 9223372036854775807"),
+    ({"categories": [{"id": 1, "name": "scr\natch"}, {"id": 2, "name": "pit"}]}, "scene.defects[0].category",
+     "unknown category 'scratch' (categories: scr\\natch, pit)"),
 ]
 
 
@@ -145,8 +161,13 @@ def test_config_hash_ignores_count_only(write_config):
 
 
 def test_every_shipped_config_validates():
-    # dataset configs only (configs/pipelines, configs/policies hold other files); diffusion
-    # configs need model weights: tests/diffusion/test_configs.py checks them
+    # dataset configs only (configs/pipelines, configs/policies and configs/quality hold other files);
+    # diffusion configs need model weights: tests/diffusion/test_configs.py checks them
     for path in sorted((REPO / "configs").glob("*.yaml")):
         if not path.name.startswith("diffusion"):
             assert main(["validate", str(path)]) == 0, path
+    from vision_synth.quality.check import check_quality_inputs
+    from vision_synth.quality.spec import load_quality_spec
+
+    for path in sorted((REPO / "configs" / "quality").glob("*.yaml")):  # runnable as they are: no reference needed
+        check_quality_inputs(load_quality_spec(path))

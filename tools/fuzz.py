@@ -447,6 +447,8 @@ def build_base(root: Path) -> Base:
     policy = yaml.safe_load((REPO / "configs" / "policies" / "rare_example.yaml").read_text())
     docs["policy"].append(("rare_example.yaml", {**policy, "target_per_class": 6}))
     docs["policy"].append(("rare_example.yaml without learned", POLICY_SMALL))
+    for path in sorted((REPO / "configs" / "quality").glob("*.yaml")):
+        docs["quality"].append((f"quality/{path.name}", yaml.safe_load(path.read_text())))
     docs["quality"].append(("quality (labels, duplicates)", QUALITY))
     docs["quality"].append(("quality (rejecting)", QUALITY_REJECTS))
     docs["quality"].append(("quality with a reference", {**QUALITY, "reference": "../dataset/annotations.json",
@@ -559,8 +561,8 @@ def config_case(index: int, rng, root: Path, base: Base) -> Case:
         path.write_bytes(data)
         argv = ["check", str(ds), "--config", str(path), "--quiet"]
         if rng.random() < 0.3:
-            argv += _pick(rng, [["--fidelity", "off"], ["--remove-duplicates"], ["--seeds", "0,x"],
-                                ["--reference", str(root / "other" / "annotations.json")]])
+            argv += _pick(rng, [["--fidelity", "off"], ["--remove-duplicates"], ["--seeds", "0,x"], ["--steps", "3"],
+                                ["--device", "cpu"], ["--reference", str(root / "other" / "annotations.json")]])
         runs.append(Run("check", argv, None, [root / "other"]))
     return Case(cid, what, root, runs)
 

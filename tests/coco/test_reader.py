@@ -175,7 +175,8 @@ def test_a_bad_record_is_one_line_naming_the_file_and_the_record(tmp_path, mutat
     ("[1, 2]", r"expected a JSON object with images, annotations, categories"),
     (b"\xff\xfe{", r"cannot read|invalid JSON"),
     ("[" * 100000 + "]" * 100000, r"invalid JSON \(nested too deeply to be a COCO file\)"),
-], ids=["empty", "cut-short", "a-list", "not-utf8", "nested-deep"])
+    ('{"images": [], "annotations": [], "categories": [], "info": 5}', r"'info' is not an object"),
+], ids=["empty", "cut-short", "a-list", "not-utf8", "nested-deep", "info-a-number"])
 def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
     path = write(tmp_path, content)
     with pytest.raises(DatasetError, match=message) as err:

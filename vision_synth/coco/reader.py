@@ -37,6 +37,19 @@ class CocoDataset:
         base = self.images_dir if self.images_dir is not None else self.path.parent
         return base / image["file_name"]
 
+    def read_image(self, image: dict[str, Any], mode: str = "RGB") -> np.ndarray:
+        """The pixels of an image record (imageio.read_image), refused in one line naming the file and
+        the record when their size is not the record's width × height (the masks are drawn at that)."""
+        from vision_synth.imageio import read_image
+
+        pixels = read_image(self.image_file(image), mode)
+        if pixels.shape[:2] != (image["height"], image["width"]):
+            position = next(k for k, record in enumerate(self.images) if record is image)
+            raise DatasetError(f"{self.path}: images[{position}] (id {image['id']}): image file "
+                               f"{self.image_file(image)} is {pixels.shape[1]}×{pixels.shape[0]}, the record says "
+                               f"{image['width']}×{image['height']}")
+        return pixels
+
     @property
     def category_names(self) -> dict[int, str]:
         return {c["id"]: c["name"] for c in self.categories}
@@ -166,6 +179,8 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: '{key}' is missing or not a list")
+    if data.get("info") is not None and not isinstance(data["info"], dict):
+        raise DatasetError(f"{path}: 'info' is not an object")
 
     categories = data["categories"]
     cat_ids = set()

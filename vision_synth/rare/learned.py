@@ -32,7 +32,7 @@ from vision_synth.rare.crops import context_crop, instance_alpha
 from vision_synth.rare.split import eval_image_ids
 from vision_synth.files import (check_new_output, remove_stale_stages_in, remove_tree, stage_path, staged_output,
                                 write_json)
-from vision_synth.imageio import read_image, write_image
+from vision_synth.imageio import write_image
 from vision_synth.scene.objects import Cutout, trim_cutout
 from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
 
@@ -146,7 +146,7 @@ def training_crops(coco: str | Path, images: str | Path | None, category: str, s
         anns = dataset.annotations_of(image["id"])
         if not any(a["category_id"] == ids[0] for a in anns):
             continue
-        pixels = read_image(dataset.image_file(image)).astype(np.float32)
+        pixels = dataset.read_image(image).astype(np.float32)
         inst = dataset.instances(image)
         for ann, mask, approx, box in zip(anns, inst.masks, inst.attributes["approximate"], inst.boxes):
             if ann["category_id"] != ids[0] or ann.get("iscrowd", 0):

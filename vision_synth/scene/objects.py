@@ -115,7 +115,7 @@ def load_coco_crops(annotations: Path, images: Path, category: str) -> list[Cuto
         anns = [a for a in dataset.annotations_of(image["id"]) if a["category_id"] == ids[0]]
         if not anns:
             continue
-        pixels = read_image(dataset.image_file(image)).astype(np.float32)
+        pixels = dataset.read_image(image).astype(np.float32)
         inst = dataset.instances(image)
         for ann, mask, approx in zip(dataset.annotations_of(image["id"]), inst.masks, inst.attributes["approximate"]):
             if ann["category_id"] != ids[0] or ann.get("iscrowd", 0) or approx:
@@ -152,7 +152,9 @@ def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, i
     h×w), float32. One warp of straight RGBA (see `Cutout.level`); the flip is folded into it. Within
     `pad` of the object the colours are its edge colours (outside the source's margin they would
     be black, so a margin too narrow for `pad` is widened first)."""
-    longest = uniform(rng, spec.scale) * min(image_hw)
+    # at least a pixel: a smaller object is its most opaque pixel anyway, and widening the margin for
+    # `pad` at a vanishing factor would take pad / factor source pixels
+    longest = max(1.0, uniform(rng, spec.scale) * min(image_hw))
     factor = longest / max(cutout.alpha.shape)
     angle = uniform(rng, spec.rotation)
     flip = spec.flip and rng.random() < 0.5
