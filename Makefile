@@ -10,7 +10,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: install test-deps demo test bench clean
+.PHONY: install test-deps demo test bench bench-peers clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test: test-deps
 
 bench: install
 	$(BIN)/python tools/bench_compositor.py
+
+# the peer (defect-synthesis 0.1.0) in a virtual environment of its own, .vision_synth/peers/
+bench-peers: install
+	$(BIN)/python tools/bench_peers.py
 
 clean:
 	rm -rf out build *.egg-info

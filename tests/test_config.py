@@ -50,6 +50,22 @@ BAD = [
      "scene.background.images", "resolves outside"),
     ({"name": "n" * 300}, "name", "300 bytes, longer than a folder name may be"),
     ({"name": "../../evil"}, "name", "plain folder name"),
+    # found by tools/fuzz.py: sizes and ids beyond what can be drawn or stored (cv2 overflow, MemoryError,
+    # int64 overflow), infinities, and line breaks in names (the message stays one line)
+    ({"scene": inline_scene(defects=[defect(length=[0.1, 1e9])])}, "scene.defects[0].length",
+     "expected [min, max] with 0 < min <= max <= 4"),
+    ({"scene": inline_scene(defects=[defect(width=[1, 5000])])}, "scene.defects[0].width", "<= 1024 (pixels)"),
+    ({"scene": inline_scene(defects=[{"kind": "particles", "category": "x", "dots": [1, 10**9]}])},
+     "scene.defects[0].dots", "<= 10000"),
+    ({"scene": inline_scene(objects=[{"category": "ball", "scale": [0.1, 1e18],
+                                      "source": {"kind": "sprites", "path": "sprites"}}])},
+     "scene.objects[0].scale", "<= 4"),
+    ({"scene": inline_scene(blending={"feather": float("inf")})}, "scene.blending.feather", "finite number"),
+    ({"scene": inline_scene(defects=[defect(curvature=[0, float("nan")])])}, "scene.defects[0].curvature",
+     "finite number"),
+    ({"categories": [{"id": 2**63, "name": "scratch"}]}, "categories[0].id", "less than or equal to 9223372036854775807"),
+    ({"categories": [{"id": 1, "name": "scr\natch"}, {"id": 2, "name": "pit"}]}, "scene.defects[0].category",
+     "unknown category 'scratch' (categories: scr\\natch, pit)"),
 ]
 
 
@@ -105,6 +121,21 @@ def test_yaml_syntax_error_names_line(write_config, tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("name: x\x00\n", r"bad.yaml: invalid YAML \(unacceptable character #x0000: special characters are not "
+                       r"allowed in \"<unicode string>\", position 7\)$"),
+    ("[" * 100000 + "]" * 100000, r"bad.yaml: invalid YAML \(nested too deeply to be a config\)$"),
+], ids=["NUL byte", "nested 100,000 deep"])
+def test_a_yaml_error_is_one_line(tmp_path, text, message):
+    """PyYAML's own messages run over several lines, and deep nesting overflows its recursion (found by
+    tools/fuzz.py): either is one line naming the file."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
 def test_validate_command_and_module_entry_point_exit_codes(write_config):
     good = write_config(small_config(), "good.yaml")
     bad = write_config(small_config(num_images=-1), "bad.yaml")
@@ -130,8 +161,13 @@ def test_config_hash_ignores_count_only(write_config):
 
 
 def test_every_shipped_config_validates():
-    # dataset configs only (configs/pipelines, configs/policies hold other files); diffusion
-    # configs need model weights: tests/diffusion/test_configs.py checks them
+    # dataset configs only (configs/pipelines, configs/policies and configs/quality hold other files);
+    # diffusion configs need model weights: tests/diffusion/test_configs.py checks them
     for path in sorted((REPO / "configs").glob("*.yaml")):
         if not path.name.startswith("diffusion"):
             assert main(["validate", str(path)]) == 0, path
+    from vision_synth.quality.check import check_quality_inputs
+    from vision_synth.quality.spec import load_quality_spec
+
+    for path in sorted((REPO / "configs" / "quality").glob("*.yaml")):  # runnable as they are: no reference needed
+        check_quality_inputs(load_quality_spec(path))

@@ -56,3 +56,64 @@ def test_without_replace_a_non_empty_output_is_refused(tmp_path):
     with staged_output(tmp_path / "empty") as stage:  # an empty folder may be filled
         (stage / "y").write_text("y")
     assert (tmp_path / "empty" / "y").exists()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_what_a_killed_writer_left_in_a_folder_is_removed_and_nothing_else(tmp_path):
+    import os
+
+    gone = _dead_pid()
+    stale = [tmp_path / f".quality.json.partial-{gone}-x7_k2m9q",
+             tmp_path / f".checkpoint-000002.partial-{gone}-0a1b2c3d", tmp_path / f".unet.old-{gone}-0a1b2c3d"]
+    live = tmp_path / f".report.html.partial-{os.getppid()}-abcdefgh"  # our parent: alive
+    kept = [live, tmp_path / ".notes.old-2020-01", tmp_path / f"quality.json.partial-{gone}-0a1b2c3d",
+            tmp_path / "annotations.json"]
+    stale[1].mkdir()
+    (stale[1] / "unet").mkdir()
+    for path in [stale[0], stale[2], *kept]:
+        path.write_text("x")
+    from vision_synth.files import remove_stale_stages_in
+
+    assert sorted(remove_stale_stages_in(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_an_atomic_write_builds_under_a_stage_name_of_its_process(tmp_path, monkeypatch):
+    import os
+
+    from vision_synth import files
+
+    seen = []
+    real = files.os.replace
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (seen.append(os.path.basename(a)), real(a, b))[1])
+    write_atomic(tmp_path / "a.json", "{}")
+    assert len(seen) == 1 and seen[0].startswith(f".a.json.partial-{os.getpid()}-")
+    assert files._stage_pid(seen[0]) == os.getpid()
+
+
+def test_the_rule_of_what_may_be_written_over(tmp_path):
+    from vision_synth.files import check_new_output, remove_tree
+
+    check_new_output(tmp_path / "new")  # absent
+    (tmp_path / "empty").mkdir()
+    check_new_output(tmp_path / "empty")  # an empty folder
+    (tmp_path / "grid.png").write_bytes(b"png")
+    with pytest.raises(DatasetError, match=r"grid.png: already exists; choose a new preview or pass --overwrite"):
+        check_new_output(tmp_path / "grid.png", what="preview")
+    check_new_output(tmp_path / "grid.png", replace=True)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(DatasetError, match="full: already exists and is not empty; .* --overwrite"):
+        check_new_output(tmp_path / "full")
+    remove_tree(tmp_path / "full")
+    remove_tree(tmp_path / "grid.png")
+    remove_tree(tmp_path / "absent")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from vision_synth.errors import DatasetError
-from vision_synth.imageio import encode_image, has_alpha, orient, read_image, to_8bit, write_image
+from vision_synth.imageio import check_image, encode_image, has_alpha, orient, read_image, to_8bit, write_image
 
 # a ramp over the whole 16-bit range: 0, 257, ..., 65535 → exactly 0, 1, ..., 255 in 8 bits
 RAMP16 = (np.arange(256, dtype=np.uint32) * 257).astype(np.uint16).reshape(16, 16)
@@ -147,6 +147,18 @@ def test_truncated_and_bomb_images_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 4)  # 4× over: Pillow's bomb error
     with pytest.raises(DatasetError, match="big.png: cannot read image"):
         read_image(path)
+
+
+@pytest.mark.parametrize("reader", [read_image, has_alpha, check_image])
+def test_an_image_just_over_the_pixel_limit_is_refused_not_read_with_a_warning(tmp_path, monkeypatch, recwarn, reader):
+    """Between MAX_IMAGE_PIXELS and twice that Pillow only warns (two lines on stderr, then reads it):
+    the file is refused like any bomb, in one line (found by tools/fuzz.py)."""
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 * 2 // 3)  # 1.5× over: Pillow's warning only
+    with pytest.raises(DatasetError, match=r"big.png: cannot read image \(Image size \(4096 pixels\) exceeds limit"):
+        reader(path)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])

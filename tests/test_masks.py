@@ -106,3 +106,35 @@ def test_rle_equals_pycocotools_encode(seed):
     reference = coco_mask.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     ours = mask_ops.encode_rle(masks)
     assert [r["counts"] for r in ours] == [r["counts"].decode() for r in reference]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rle_counts_reads_back_the_runs_pycocotools_wrote(seed):
+    masks = random_masks(n=5, seed=seed)
+    masks[1] = np.random.default_rng(seed).random(masks.shape[1:]) > 0.5  # long strings, negative deltas
+    for mask, rle in zip(masks, mask_ops.encode_rle(masks)):
+        assert mask_ops.rle_counts(rle["counts"]).tolist() == mask_ops.column_runs(mask)
+        mask_ops.check_rle(rle, *mask.shape)
+
+
+@pytest.mark.parametrize("counts, message", [
+    ("!!!!", "outside the COCO alphabet"), ("é", "outside the COCO alphabet"), ("a", "end in the middle"),
+    ("PP1", "cover 1024 pixels, not 20×30 = 600"), ("", "cover 0 pixels"), ("o" * 8 + "0", "too long for any image"),
+    ([1, 2], "cover 3 pixels"), ([-1, 601], "whole numbers >= 0"),
+])
+def test_rle_that_pycocotools_would_misread_is_refused(counts, message):
+    """pycocotools decodes any bytes: runs that miss the image size leave pixels unset or write past
+    its buffer (found by tools/fuzz.py)."""
+    with pytest.raises(ValueError, match=message):
+        mask_ops.check_rle({"size": [20, 30], "counts": counts}, 20, 30)
+
+
+@pytest.mark.parametrize("polygon, message", [
+    ([1e10, 1, 2, 1e10, 5, 6], r"has the point \(1e\+10, 1\) far outside the 30×20 image"),
+    ([float("inf")] * 6, "not a finite number"), ([1, 2, 3, "4", 5, 6], "not a number"), ([1, 2, 3, 4], "at least 3"),
+])
+def test_a_polygon_that_would_crash_pycocotools_is_refused(polygon, message):
+    """A far point makes pycocotools rasterise an edge billions of pixels long: a segfault, or all the
+    memory (found by tools/fuzz.py)."""
+    with pytest.raises(ValueError, match=message):
+        mask_ops.segmentation_to_mask([polygon], 20, 30)

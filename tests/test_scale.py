@@ -70,7 +70,7 @@ def test_kill_and_resume_gives_the_same_dataset(config_path, tmp_path):
     assert main(["generate", *args, "--out", str(full)]) == 0
     assert (out / "annotations.json").read_bytes() == (full / "annotations.json").read_bytes()
     assert digest(out) == digest(full)
-    assert not list((out / "images").glob(".*.tmp"))
+    assert not list((out / "images").glob(".*.partial-*"))
 
 
 def test_streaming_merge_of_many_shards(tmp_path):

@@ -25,3 +25,15 @@ def test_dataset_streams_differ_from_every_sample_stream_and_are_named():
     assert len(set(DATASET_STREAMS.values())) == len(DATASET_STREAMS)
     with pytest.raises(ValueError, match="unknown random stream 'shuffle'"):
         rng_for_dataset(5, "shuffle")
+
+
+def test_named_streams_take_sub_streams_that_are_no_samples():
+    from vision_synth.seeding import BACKGROUND_STREAM
+
+    bank = [rng_for_dataset(5, "texture_bank", t, k).random(4).tolist() for t in range(3) for k in range(3)]
+    assert len({tuple(b) for b in bank}) == 9
+    assert rng_for_dataset(5, "texture_bank", 1, 2).random(4).tolist() == bank[5]
+    samples = [rng_for(5, i, *s).random(4).tolist() for i in range(20) for s in [(), (0,), (1,), (BACKGROUND_STREAM,)]]
+    assert not {tuple(b) for b in bank} & {tuple(s) for s in samples}
+    with pytest.raises(ValueError, match="no sub-streams"):
+        rng_for_dataset(5, "split", 3)  # the root's sub-streams are the samples' own

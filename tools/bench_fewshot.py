@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     folders: dict[str, tuple[Path, str]] = {}
     wanted = set(args.cases)
     if "placebo" in wanted:
-        folders["placebo"] = (augment(work / "placebo", {"pipeline": str(placebo_pipeline(work / "placebo.yaml")),
+        folders["placebo"] = (augment(work / "placebo", {"pipeline": str(placebo_pipeline(work / "placebo_pipeline.yaml")),
                                                           "copies": 48}, train), "annotations.json")
     if "light" in wanted:
         geometric = REPO / "configs" / "pipelines" / "geometric_color.yaml"

@@ -15,6 +15,23 @@ from vision_synth.errors import VisionSynthError
 USER_PATH_ERRORS = (errno.ENAMETOOLONG, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
 
 
+def one_line(message: str) -> str:
+    """An error message as the one line it must be: line breaks that came in with the input (a name or
+    path holding one) shown escaped, as repr would."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def seed_value(text: str) -> int:
+    """The argparse type of every --seed: a whole number >= 0 (numpy's seeds are)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is a whole number >= 0")
+    return value
+
+
 def add_output_flags(p: argparse.ArgumentParser, overwrite: bool = True,
                      overwrite_help: str = "replace an existing output; it is replaced only once the new one is whole"
                      ) -> None:
@@ -70,13 +87,15 @@ def cmd_generate(args) -> int:
 
 
 def cmd_preview(args) -> int:
+    from vision_synth.files import check_new_output
     from vision_synth.preview import render_preview
 
     root = Path(args.dir)
     annotations = Path(args.annotations) if args.annotations else root / "annotations.json"
     images = Path(args.images) if args.images else root / "images"
     out = Path(args.out) if args.out else root / "previews" / "grid.png"
-    print(render_preview(annotations, images, out, args.max_images))
+    check_new_output(out, args.overwrite, "preview")
+    print(render_preview(annotations, images, out, args.max_images, show_progress=not args.quiet))
     return 0
 
 
@@ -89,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="dataset config YAML (see configs/)")
     p.add_argument("--out", help="output directory (default: out/NAME)")
     p.add_argument("--num-images", type=int, help="override num_images")
-    p.add_argument("--seed", type=int, help="override seed")
+    p.add_argument("--seed", type=seed_value, help="override seed")
     add_output_flags(p, overwrite_help="replace a dataset made from another config (the same config resumes)")
     p.add_argument("--processes", type=int, help="run N processes through accelerate (one per GPU, or CPU processes)")
     p.set_defaults(func=cmd_generate)
@@ -104,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="image folder (default DIR/images)")
     p.add_argument("--out", help="PNG to write (default DIR/previews/grid.png)")
     p.add_argument("--max-images", type=int, default=16)
+    add_output_flags(p, overwrite_help="replace an existing PNG (generate draws DIR/previews/grid.png); it is "
+                                       "replaced only once the new one is written")
     p.set_defaults(func=cmd_preview)
 
     from vision_synth.augment.command import add_augment_parser
@@ -127,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VisionSynthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         if exc.errno not in USER_PATH_ERRORS or exc.filename is None:
             raise
-        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)  # a path the user gave
+        print(f"error: {one_line(f'{exc.filename}: {exc.strerror}')}", file=sys.stderr)  # a path the user gave
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

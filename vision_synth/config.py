@@ -16,7 +16,7 @@ from vision_synth.errors import ConfigError
 from vision_synth.quality.spec import QualitySpec
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
-from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, PositiveRange, Spec, UnitRange,
+from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, UnitRange,
                                read_yaml, validate_spec, with_key_paths)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,9 @@ class TextureBackground(Spec):
 
     kind: Literal["texture"] = "texture"
     textures: list[TextureName] = Field(default_factory=lambda: list(TEXTURES), min_length=1)
+    bank: bool = Field(True, description="take each image's texture from a bank of fields drawn once per "
+                                         "process from the seed (its own window, turn, zoom, colours and "
+                                         "lighting); false draws every texture anew (slower)")
 
 
 class ImageBackground(Spec):
@@ -72,7 +75,7 @@ class ObjectSpec(Spec):
     source: ObjectSource
     count: CountRange = (1, 3)
     # longest side of the pasted object as a fraction of the image's shorter side
-    scale: PositiveRange = (0.15, 0.35)
+    scale: ScaleRange = (0.15, 0.35)
     rotation: FloatRange = (0.0, 0.0)
     flip: bool = True
     color_jitter: ColorJitter = ColorJitter()
@@ -124,7 +127,7 @@ class SceneSpec(Spec):
 
 # --------------------------------------------------------------------------------------- dataset
 class CategorySpec(Spec):
-    id: int = Field(ge=1)
+    id: int = Field(ge=1, le=2**63 - 1)  # COCO ids are read into int64 arrays
     name: str = Field(min_length=1)
     supercategory: str = "none"
 

@@ -30,7 +30,6 @@ import numpy as np
 from vision_synth.coco.reader import CocoDataset, load_coco
 from vision_synth.detector_spec import MODELS, TrainConfig  # noqa: F401  (re-exported)
 from vision_synth.errors import DatasetError, VisionSynthError
-from vision_synth.imageio import read_image
 from vision_synth.seeding import rng_for, torch_seed_for
 
 @dataclass
@@ -267,7 +266,7 @@ class _Batches:
         if key not in self._pixels:
             if len(self._pixels) > 512:
                 self._pixels.clear()
-            self._pixels[key] = read_image(pool.dataset.image_file(pool.dataset.images[index]))
+            self._pixels[key] = pool.dataset.read_image(pool.dataset.images[index])
         return self._pixels[key]
 
     def _slot(self, step: int, slot: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -388,7 +387,7 @@ def predict(detector: TrainedDetector, dataset: CocoDataset, batch_size: int = 8
     images = dataset.images
     for first in tqdm(range(0, len(images), batch_size), desc="evaluate", unit="batch", disable=not progress):
         batch = images[first : first + batch_size]
-        pixels = [_tensor(read_image(dataset.image_file(im))).to(device) for im in batch]
+        pixels = [_tensor(dataset.read_image(im)).to(device) for im in batch]
         for image, out in zip(batch, model(pixels)):
             boxes = out["boxes"].cpu().numpy().astype(float)
             for (x0, y0, x1, y1), label, score in zip(boxes, out["labels"].tolist(), out["scores"].tolist()):

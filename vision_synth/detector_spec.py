@@ -21,7 +21,7 @@ class TrainConfig(BaseModel):
     at their own scale. With a second training
     source (the utility check's synthetic data), `real_share` of every batch comes from the first."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: ModelName = "fcos_compact"
     steps: int = Field(200, ge=1)
@@ -34,7 +34,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(20, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1" ...
     weights: Path | None = None  # a local state dict (or a file saved by save_detector); never downloaded
 

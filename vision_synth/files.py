@@ -1,7 +1,10 @@
 """Writing files so that readers never see half of one: atomic files, JSON, staged output folders.
 
 Every room writes through these three: a file appears whole or not at all (`write_atomic`,
-`write_json`), and an output folder appears complete or not at all (`staged_output`).
+`write_json`), and an output folder appears complete or not at all (`staged_output`). Whatever is
+being built carries the writer's process id in its hidden name (`.NAME.partial-PID-TOKEN`), so
+the next run removes what a killed one left (`remove_stale_stages`, `remove_stale_stages_in`), and
+`check_new_output` is the one rule of what a command may write over (only with --overwrite).
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -24,7 +27,26 @@ def _umask() -> int:
     return mask
 
 
-FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files owner-only
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new file beside `path`, `.NAME.partial-PID-TOKEN` (left by a killed writer, removed by
+    remove_stale_stages(_in)), created exclusively and with the usual permissions (0o666 less the
+    umask, as open() gives); its folder is made when missing."""
+    while True:
+        tmp = path.parent / f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            return tmp, os.open(tmp, _CREATE, 0o666)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if path.parent.is_dir():
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -32,15 +54,13 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     """A file to write `path` through: a temp file beside it, renamed to `path` when the block
     succeeds (readers see the old file or the whole new one) and removed when it fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp, fd = _create_beside(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            os.fchmod(f.fileno(), FILE_MODE)
             yield f
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -82,21 +102,77 @@ def stage_path(out: Path, kind: str = "partial") -> Path:
     return out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+_STAGE_TAIL = re.compile(r"(\d+)-[A-Za-z0-9_]{8}")  # PID-TOKEN (8 hex characters)
+
+
+def _stage_pid(name: str) -> int | None:
+    """The process id in a stage's name (.NAME.partial-PID-TOKEN, .NAME.old-PID-TOKEN), else None."""
+    if not name.startswith("."):
+        return None
+    for kind in STAGE_KINDS:
+        head, sep, tail = name.rpartition(f".{kind}-")
+        match = _STAGE_TAIL.fullmatch(tail) if sep and head else None
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _remove_stale(stages) -> list[Path]:
+    removed = []
+    for stage in stages:
+        pid = _stage_pid(stage.name)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            if stage.is_dir() and not stage.is_symlink():
+                shutil.rmtree(stage, ignore_errors=True)
+            else:
+                stage.unlink(missing_ok=True)
+            removed.append(stage)
+    return removed
+
+
 def remove_stale_stages(out: Path) -> list[Path]:
     """Remove the staging folders (or files) beside `out` left by runs that were killed (their process
     is gone); those of live runs stay. Returns what was removed."""
     out = Path(out)
-    removed = []
-    for kind in STAGE_KINDS:
-        for stage in out.parent.glob(f".{out.name}.{kind}-*"):
-            pid = stage.name[len(f".{out.name}.{kind}-"):].split("-")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                if stage.is_dir() and not stage.is_symlink():
-                    shutil.rmtree(stage, ignore_errors=True)
-                else:
-                    stage.unlink(missing_ok=True)
-                removed.append(stage)
-    return removed
+    return _remove_stale(stage for kind in STAGE_KINDS for stage in out.parent.glob(f".{out.name}.{kind}-*"))
+
+
+def remove_stale_stages_in(folder: Path) -> list[Path]:
+    """Remove every stage in `folder` (of any name: atomic files, folders) left by a killed run; one
+    directory listing, for a command to call once before it writes into a folder it updates in place."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return _remove_stale([Path(e.path) for e in entries if e.name.startswith(".")])
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder (or file) so that it never stands half-deleted under its own name: renamed to a
+    stage of kind "old" first (one rename), then removed; a kill midway leaves only that stage, which
+    the next run removes."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    old = stage_path(path, "old")
+    os.replace(path, old)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+def check_new_output(out: Path, replace: bool = False, what: str = "output") -> None:
+    """The one rule of what a command may write over: `out` must not exist (or be an empty folder)
+    unless `replace` (--overwrite); else a one-line DatasetError."""
+    out = Path(out)
+    if replace or not (out.exists() or out.is_symlink()):
+        return
+    if out.is_dir() and not out.is_symlink():
+        if not any(out.iterdir()):
+            return
+        raise DatasetError(f"{out}: already exists and is not empty; choose a new {what} folder or pass --overwrite")
+    raise DatasetError(f"{out}: already exists; choose a new {what} or pass --overwrite to replace it")
 
 
 @contextlib.contextmanager
@@ -108,8 +184,7 @@ def staged_output(out: Path, replace: bool = False) -> Iterator[Path]:
     Stages of killed runs (PID gone) are removed first, so a SIGKILL leaves `out` absent or complete
     and the next run cleans up after it."""
     out = Path(out)
-    if not replace and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"{out}: already exists and is not empty; choose a new output folder or pass --overwrite")
+    check_new_output(out, replace)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_stages(out)
     stage = stage_path(out)

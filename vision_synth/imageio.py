@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import cv2
@@ -26,7 +28,8 @@ from vision_synth.files import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_SUFFIX = {"jpeg": "jpg", "png": "png"}
-_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, cv2.error)
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+                cv2.error)
 _ORIENTATION = 0x0112  # the EXIF tag
 
 # where Pillow's own conversion to 8 bits would lose information: greyscale wider than 8 bits
@@ -73,8 +76,18 @@ def _bits16_rgb(im: Image.Image) -> bool:
     return isinstance(raw, str) and ";16" in raw
 
 
+@contextlib.contextmanager
+def _opened(path: Path):
+    """Image.open with Pillow's decompression-bomb warning (between MAX_IMAGE_PIXELS and twice that)
+    raised as the error it is above: a file past the limit is refused, not read with a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            yield im
+
+
 def _decode(path: Path, mode: str, stretch: tuple[float, float] | None) -> np.ndarray:
-    with Image.open(path) as im:
+    with _opened(path) as im:
         orientation = im.getexif().get(_ORIENTATION)
         if im.mode in _WIDE_GREY:
             grey = to_8bit(np.asarray(im), _WIDE_GREY[im.mode], stretch)
@@ -102,7 +115,7 @@ def read_image(path: Path, mode: str = "RGB", stretch: tuple[float, float] | Non
 def has_alpha(path: Path) -> bool:
     """Whether the file holds an alpha channel or a transparent colour (read from its header)."""
     try:
-        with Image.open(path) as im:
+        with _opened(path) as im:
             return "A" in im.getbands() or "transparency" in im.info
     except _READ_ERRORS as exc:
         raise DatasetError(f"{path}: cannot read image ({exc})") from None
@@ -111,7 +124,7 @@ def has_alpha(path: Path) -> bool:
 def check_image(path: Path) -> None:
     """Fail now, naming the file, if an image cannot be opened (before anything is written)."""
     try:
-        with Image.open(path) as im:
+        with _opened(path) as im:
             im.verify()
     except _READ_ERRORS as exc:
         raise DatasetError(f"{path}: cannot read image ({exc})") from None

@@ -93,6 +93,76 @@ def encode_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     return rles
 
 
+RLE_DIGITS = 7  # characters of one run length at most: 35 bits, above pycocotools' 32-bit counts
+
+
+def rle_counts(counts: str | bytes) -> np.ndarray:
+    """The run lengths a compressed COCO RLE string holds (pycocotools' rleFrString, vectorised), int64.
+    ValueError when the text is not such a string: pycocotools itself decodes any bytes, and a string
+    whose runs do not add up to the image writes past its buffer or leaves pixels unset."""
+    try:
+        data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    except UnicodeEncodeError:
+        raise ValueError("RLE counts hold characters outside the COCO alphabet ('0' to 'o')") from None
+    c = np.frombuffer(data, np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    if c.min() < 0 or c.max() > 63:
+        raise ValueError("RLE counts hold characters outside the COCO alphabet ('0' to 'o')")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("RLE counts end in the middle of a run length")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    digits = ends - starts + 1
+    if digits.max() > RLE_DIGITS:
+        raise ValueError("RLE counts hold a run length too long for any image")
+    number = np.repeat(np.arange(ends.size), digits)
+    shift = 5 * (np.arange(c.size) - starts[number])
+    values = np.bincount(number, weights=(c & 0x1F) << shift, minlength=ends.size).astype(np.int64)
+    negative = (c[ends] & 0x10) != 0  # the last digit's sign bit: two's complement over its 5·k bits
+    values[negative] -= np.left_shift(1, 5 * digits[negative])
+    # from the fourth run on, each is stored as the difference to the run two before it
+    runs = values.copy()
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
+    return runs
+
+
+def check_rle(rle: dict[str, Any], height: int, width: int) -> None:
+    """ValueError unless `rle` (compressed or uncompressed) has runs >= 0 that cover height×width."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError("RLE counts must be whole numbers >= 0")
+        total = sum(counts)
+    else:
+        runs = rle_counts(counts)
+        if (runs < 0).any():
+            raise ValueError("RLE counts hold a negative run length")
+        total = int(runs.sum())
+    if total != height * width:
+        raise ValueError(f"RLE counts cover {total} pixels, not {height}×{width} = {height * width}")
+
+
+def check_polygons(polygons: list, height: int, width: int) -> None:
+    """ValueError unless `polygons` are lists of at least 3 finite points (x, y) within the image grown
+    by its own size on each side: pycocotools rasterises a polygon edge by edge at 5× its scale, so a
+    far point (1e10) crashes or exhausts memory."""
+    for k, poly in enumerate(polygons):
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+            raise ValueError(f"polygon {k} is not a list of at least 3 points (x1, y1, x2, y2, ...)")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly):
+            raise ValueError(f"polygon {k} holds a value that is not a number")
+        xy = np.asarray(poly, np.float64).reshape(-1, 2)
+        if not np.isfinite(xy).all():
+            raise ValueError(f"polygon {k} holds a value that is not a finite number")
+        far = (xy[:, 0] < -width) | (xy[:, 0] > 2 * width) | (xy[:, 1] < -height) | (xy[:, 1] > 2 * height)
+        if far.any():
+            x, y = xy[np.argmax(far)]
+            raise ValueError(f"polygon {k} has the point ({x:g}, {y:g}) far outside the {width}×{height} image")
+
+
 def _to_pycoco_rle(rle: dict[str, Any]) -> dict[str, Any]:
     counts = rle["counts"]
     return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
@@ -108,8 +178,16 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
 
 def rle_area_and_box(rle: dict[str, Any]) -> tuple[int, list[int]]:
     """Area (pixel count) and [x, y, w, h] of a compressed RLE, as pycocotools computes them."""
-    r = _to_pycoco_rle(rle)
-    return int(coco_mask.area(r)), [int(v) for v in coco_mask.toBbox(r)]
+    (area,), (box,) = rle_areas_and_boxes([rle])
+    return area, box
+
+
+def rle_areas_and_boxes(rles: list[dict[str, Any]]) -> tuple[list[int], list[list[int]]]:
+    """`rle_area_and_box` of each of `rles`, in one pycocotools call each for areas and boxes."""
+    if not rles:
+        return [], []
+    pycoco = [_to_pycoco_rle(r) for r in rles]
+    return coco_mask.area(pycoco).astype(int).tolist(), coco_mask.toBbox(pycoco).astype(int).tolist()
 
 
 def uncompress_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -140,6 +218,7 @@ def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np
     """H×W bool raster of COCO polygons, as pycocotools draws them."""
     if not polygons:
         return np.zeros((height, width), bool)
+    check_polygons(polygons, height, width)
     rles = coco_mask.frPyObjects(polygons, height, width)
     return coco_mask.decode(coco_mask.merge(rles)).astype(bool)
 
@@ -151,5 +230,6 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         if list(segmentation["size"]) != [height, width]:
             raise ValueError(f"RLE size {segmentation['size']} differs from image size {[height, width]}")
+        check_rle(segmentation, height, width)
         return decode_rle(segmentation)
     raise ValueError("segmentation is neither a polygon list nor an RLE dict")

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from vision_synth import masks as mask_ops
 from vision_synth.coco.reader import load_coco
@@ -52,11 +53,12 @@ def draw_annotations(image: np.ndarray, masks: np.ndarray, category_ids, names: 
 
 def render_grid(items: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]], images_dir: Path,
                 names: dict[int, str], out_png: Path, max_images: int = 16, tile: int = 256,
-                columns: int = 4) -> Path:
+                columns: int = 4, show_progress: bool = False) -> Path:
     """Write a PNG grid of (COCO image record, its annotations) pairs, the first `max_images` of
     `items` only (it may be a stream over a large dataset); returns the PNG's path."""
     tiles = []
-    for image, anns in itertools.islice(items, max_images):
+    first = itertools.islice(items, max_images)
+    for image, anns in tqdm(first, desc="preview", unit="image", disable=not show_progress):
         pixels = read_image(Path(images_dir) / image["file_name"])
         h, w = image["height"], image["width"]
         masks = np.stack([mask_ops.segmentation_to_mask(a["segmentation"], h, w) for a in anns]) if anns \
@@ -80,9 +82,9 @@ def render_grid(items: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]], im
 
 
 def render_preview(annotations: Path, images_dir: Path, out_png: Path, max_images: int = 16,
-                   tile: int = 256, columns: int = 4) -> Path:
+                   tile: int = 256, columns: int = 4, show_progress: bool = False) -> Path:
     """Write a PNG grid of the first `max_images` images of a COCO file with their labels drawn."""
     dataset = load_coco(annotations, images_dir)
     items = ((image, [a for a in dataset.annotations_of(image["id"]) if a.get("segmentation")])
              for image in dataset.images)
-    return render_grid(items, images_dir, dataset.category_names, out_png, max_images, tile, columns)
+    return render_grid(items, images_dir, dataset.category_names, out_png, max_images, tile, columns, show_progress)

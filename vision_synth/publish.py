@@ -28,6 +28,7 @@ from typing import Iterable
 
 from vision_synth.coco.writer import write_atomic
 from vision_synth.errors import DatasetError
+from vision_synth.files import remove_stale_stages_in
 
 ANNOTATIONS = "annotations.json"
 REJECTED_SUFFIX = ".rejected"
@@ -170,6 +171,8 @@ def check_and_publish(dataset_dir: str | Path, spec=None, *, annotations: str | 
                                            report_facts, sample_grid)
     from vision_synth.quality.check import measure_quality
 
+    for folder in (Path(dataset_dir), staging_file(dataset_dir).parent):
+        remove_stale_stages_in(folder)  # files a killed check (or generate) was writing
     report = measure_quality(dataset_dir, spec, annotations=annotations, reference=reference,
                              reference_images=reference_images, utility=utility, dataset_config=dataset_config,
                              progress=progress, command=command)

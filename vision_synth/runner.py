@@ -24,6 +24,7 @@ from vision_synth import __version__, publish
 from vision_synth.coco.writer import (ShardWriter, done_indices, image_file_name, merged_records, sample_records,
                                       write_annotations, write_atomic)
 from vision_synth.errors import VisionSynthError
+from vision_synth.files import remove_stale_stages_in
 from vision_synth.imageio import write_image
 
 STATE_DIR = publish.STATE_DIR
@@ -38,6 +39,7 @@ class RunSummary:
     generated: int
     instances: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    launch_seconds: float = 0.0  # of `seconds`, forming the process group (torch, accelerate, rendezvous)
     quality: Any = None  # QualityReport when the config has `quality:`
     annotations: Path | None = None  # annotations.json, or annotations.rejected.json after a failed gate
 
@@ -50,7 +52,8 @@ class RunSummary:
         per_class = ", ".join(f"{name} {n}" for name, n in self.instances.items())
         return [
             f"wrote {self.images} images, {total} instances ({per_class}) to {self.out_dir}",
-            f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)",
+            f"generated {self.generated} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
+            + (f"; {self.launch_seconds:.1f} s of it forming the process group" if self.launch_seconds >= 0.05 else ""),
             f"annotations: {self.annotations}",
             f"preview:     {self.out_dir / 'previews' / 'grid.png'}",
             *(self.quality.lines() if self.quality is not None else []),
@@ -91,8 +94,8 @@ def prepare_output(out_dir: Path, config, overwrite: bool) -> None:
         else:
             attempt = previous.get("attempt", 0) + 1  # resuming: new shard names, old ones kept
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    for tmp in (out_dir / "images").glob(".*.tmp"):
-        tmp.unlink()  # left by a killed run; the image is regenerated
+    for folder in (out_dir, out_dir / "images", out_dir / STATE_DIR, publish.staging_file(out_dir).parent):
+        remove_stale_stages_in(folder)  # half-written files of a killed run; its images are regenerated
     write_atomic(state_file, json.dumps({**state, "attempt": attempt}, indent=2) + "\n")
 
 
@@ -221,6 +224,7 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
     out_dir = Path(out_dir)
     start = time.perf_counter()
     state = distributed_state() if distributed else None
+    launch = time.perf_counter() - start
     is_main = state is None or state.is_main_process
     if state is not None and state.device.type == "cpu":
         import cv2
@@ -274,7 +278,7 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
                                             facts=facts, dataset_config=config, progress=show_progress)
         annotations = out_dir / (publish.ANNOTATIONS if quality.passed else publish.REJECTED_ANNOTATIONS)
     images = config.num_images * config.images_per_sample
-    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, quality, annotations)
+    return RunSummary(out_dir, images, generated, per_class, time.perf_counter() - start, launch, quality, annotations)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ other spec: config.py and every room's spec build on it, never the other way rou
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,9 +21,10 @@ from vision_synth.errors import ConfigError
 
 
 class Spec(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
+    """Base of every config model: unknown keys are errors, values are immutable, and a number is
+    finite (`.inf` or `.nan` is never a size, a weight or a threshold)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _pair(value: Any) -> Any:
@@ -34,7 +36,7 @@ def _pair(value: Any) -> Any:
 def _range_check(low: float | None, high: float | None, low_open: bool, text: str):
     def check(value: tuple[float, float]) -> tuple[float, float]:
         a, b = value
-        ok = a <= b
+        ok = math.isfinite(a) and math.isfinite(b) and a <= b
         if low is not None:
             ok = ok and (a > low if low_open else a >= low)
         if high is not None:
@@ -51,11 +53,18 @@ def _range(kind: type, low: float | None, high: float | None, low_open: bool, te
 
 
 FloatRange = _range(float, None, None, False, "min <= max")
-PositiveRange = _range(float, 0, None, True, "0 < min <= max")
 NonNegativeRange = _range(float, 0, None, False, "0 <= min <= max")
 UnitRange = _range(float, 0, 1, False, "0 <= min <= max <= 1")
 CountRange = _range(int, 0, None, False, "0 <= min <= max (whole numbers)")
-PositiveIntRange = _range(int, 0, None, True, "0 < min <= max (whole numbers)")
+# Sizes: bounded far beyond any scene's, so that a slip (1e9) is refused rather than allocated or drawn
+# for hours. SCALE_MAX bounds a size given as a fraction of the image's shorter side (or a size
+# factor), PIXELS_MAX one given in pixels.
+SCALE_MAX = 4.0
+PIXELS_MAX = 1024.0
+ScaleRange = _range(float, 0, SCALE_MAX, True, f"0 < min <= max <= {SCALE_MAX:g}")
+NonNegativeScaleRange = _range(float, 0, SCALE_MAX, False, f"0 <= min <= max <= {SCALE_MAX:g}")
+PixelRange = _range(float, 0, PIXELS_MAX, True, f"0 < min <= max <= {PIXELS_MAX:g} (pixels)")
+PositiveCountRange = _range(int, 0, 10_000, True, "0 < min <= max <= 10000 (whole numbers)")
 
 
 def uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -84,7 +93,7 @@ class BlendSpec(Spec):
     """How objects are pasted: hard alpha, feathered alpha, or Poisson (OpenCV seamlessClone)."""
 
     mode: Literal["hard", "feather", "poisson"] = "feather"
-    feather: float = Field(1.5, gt=0, description="Gaussian sigma in pixels for mode: feather")
+    feather: float = Field(1.5, gt=0, le=20, description="Gaussian sigma in pixels for mode: feather")
 
 
 # ---------------------------------------------------------------------------------- key paths
@@ -153,14 +162,18 @@ def read_yaml(path: Path, what: str = "file", syntax: str = "YAML") -> Any:
         raise ConfigError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # not UTF-8; a NUL byte in the path (shown escaped)
+        shown = repr(str(path)) if "\x00" in str(path) else path
+        raise ConfigError(f"{shown}: cannot read ({exc})") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid {syntax} (nested too deeply to be a config)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid {syntax} ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+        raise ConfigError(f"{path}:{where} invalid {syntax} ({problem})") from None
 
 
 def _key_path(loc: tuple, data: Any) -> str:

@@ -73,6 +73,10 @@ def test_bare_transform_is_wrapped():
     (compose({"__class_fullname__": "OneOf", "p": 1.0, "transforms": [{"p": 1.0}]}),
      "transform.transforms[0].transforms[0]: a transform needs '__class_fullname__'"),
     ({"transform": [1, 2]}, "transform: expected a transform mapping"),
+    # found by tools/fuzz.py: albumentations takes an infinite parameter (then draws NaN or fails inside)
+    # and trips over a misshapen additional_targets
+    (compose({**AFFINE, "scale": [0.8, float("inf")]}), "transform.transforms[0].scale[1]: inf is not a finite number"),
+    (compose(AFFINE, additional_targets="/dev/null"), "augment.pipeline: transform"),
 ])
 def test_bad_pipelines_name_the_transform(data, expected):
     with pytest.raises(ConfigError) as err:

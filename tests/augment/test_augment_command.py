@@ -135,7 +135,7 @@ def test_malformed_coco_exits_2_naming_the_record_and_writes_nothing(coco_datase
     ("unknown transform", "transform.transforms[0]: unknown albumentations 2.0.8 transform 'Flipp'"),
     ("bad flag", "copies"),
     ("unreadable image", "cannot read image"),
-    ("out not empty", "directory is not empty"),
+    ("out not empty", "already exists and is not empty"),
 ])
 def test_bad_input_exits_2_with_one_line(problem, expected, coco_dataset, pipeline_file, tmp_path, capsys):
     ann, images, _ = coco_dataset

@@ -82,7 +82,8 @@ CASES = [
     ("no-keys", lambda d: d.clear() or d.update({"x": 1}), "'images' is missing or not a list"),
     ("no-annotations", _set("annotations", DELETE), "'annotations' is missing or not a list"),
     ("categories-not-list", _set("categories", {"id": 1}), "'categories' is missing or not a list"),
-    ("category-no-name", _set("categories", 1, "name", DELETE), r"categories\[1\]: needs an integer 'id' and a string 'name'"),
+    ("category-no-name", _set("categories", 1, "name", DELETE),
+     r"categories\[1\]: needs an integer 'id' \(0 to 2\^63-1\) and a string 'name'"),
     ("category-str-id", _set("categories", 0, "id", "1"), r"categories\[0\]: needs an integer 'id'"),
     ("category-duplicate", _set("categories", 1, "id", 1), r"categories\[1\]: duplicate category id 1"),
     ("image-not-object", _set("images", 0, "one.png"), r"images\[0\]: not an object"),
@@ -122,6 +123,36 @@ CASES = [
      r"annotations\[0\] \(id 1\): segmentation must be a polygon list or an RLE dict"),
     ("empty-mask", _set("annotations", 0, "segmentation", {"size": [H, W], "counts": [H * W]}),
      r"annotations\[0\] \(id 1\): empty mask"),
+    # found by tools/fuzz.py: pycocotools checks nothing, and crashes or reads garbage on these
+    ("polygon-far-point", _set("annotations", 1, "segmentation", [[1e10, 1, 2, 1e10, 5, 6]]),
+     r"annotations\[1\] \(id 2\): segmentation: polygon 0 has the point \(1e\+10, 1\) far outside the 30×20 image"),
+    ("polygon-nan", _set("annotations", 1, "segmentation", [[float("nan")] * 6]),
+     r"segmentation: polygon 0 holds a value that is not a finite number"),
+    ("polygon-strings", _set("annotations", 1, "segmentation", [["1"] * 6]),
+     r"segmentation: polygon 0 holds a value that is not a number"),
+    ("rle-garbage", _set("annotations", 0, "segmentation", "counts", "!!!!"),
+     r"annotations\[0\] \(id 1\): RLE counts hold characters outside the COCO alphabet"),
+    ("rle-non-ascii", _set("annotations", 0, "segmentation", "counts", "é"), r"outside the COCO alphabet"),
+    ("rle-cut-short", _set("annotations", 0, "segmentation", "counts", "a"), r"RLE counts end in the middle of a run"),
+    ("rle-wrong-total", _set("annotations", 0, "segmentation", "counts", "PP1"),
+     r"annotations\[0\] \(id 1\): RLE counts cover 1024 pixels, not 20×30 = 600"),
+    ("rle-empty-string", _set("annotations", 0, "segmentation", "counts", ""), r"RLE counts cover 0 pixels"),
+    ("bbox-nan", _set("annotations", 2, "bbox", [float("nan"), 0, 1, 1]),
+     r"annotations\[2\] \(id 3\): bbox must be \[x, y, width, height\] of finite numbers"),
+    ("bbox-bools", _set("annotations", 2, "bbox", [True, 0, 1, 1]), r"bbox must be"),
+    ("area-string", _set("annotations", 0, "area", "0x10"),
+     r"annotations\[0\] \(id 1\): area '0x10' is not a number >= 0"),
+    ("area-negative", _set("annotations", 0, "area", -5), r"area -5 is not a number >= 0"),
+    ("iscrowd-yes", _set("annotations", 0, "iscrowd", "yes"),
+     r"annotations\[0\] \(id 1\): iscrowd 'yes' is neither 0 nor 1"),
+    ("image-id-too-large", _set("images", 0, "id", 2**63),
+     r"images\[0\] \(id 9223372036854775808\): 'id' must be a whole number"),
+    ("ann-id-negative", _set("annotations", 0, "id", -1), r"annotations\[0\]: needs an integer 'id' \(0 to 2\^63-1\)"),
+    ("category-bool-id", _set("categories", 0, "id", True), r"categories\[0\]: needs an integer 'id'"),
+    ("ann-list-image-id", _set("annotations", 0, "image_id", [1, 2]), r"image_id \[1, 2\] is not in images"),
+    ("ann-list-category", _set("annotations", 0, "category_id", [1]), r"category_id \[1\] is not in categories"),
+    ("image-too-large", _set("images", 0, "width", 10**9),
+     r"images\[0\] \(id 1\): 1000000000×20 is more pixels than an image may have \(89,478,485"),
 ]
 
 
@@ -143,7 +174,9 @@ def test_a_bad_record_is_one_line_naming_the_file_and_the_record(tmp_path, mutat
     ('{"images": [', r"invalid JSON at line 1"),
     ("[1, 2]", r"expected a JSON object with images, annotations, categories"),
     (b"\xff\xfe{", r"cannot read|invalid JSON"),
-], ids=["empty", "cut-short", "a-list", "not-utf8"])
+    ("[" * 100000 + "]" * 100000, r"invalid JSON \(nested too deeply to be a COCO file\)"),
+    ('{"images": [], "annotations": [], "categories": [], "info": 5}', r"'info' is not an object"),
+], ids=["empty", "cut-short", "a-list", "not-utf8", "nested-deep", "info-a-number"])
 def test_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
     path = write(tmp_path, content)
     with pytest.raises(DatasetError, match=message) as err:

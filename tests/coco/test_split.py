@@ -71,11 +71,11 @@ def test_split_covers_every_image_once_and_is_deterministic(tmp_path, coco_datas
     kept = sum(len(json.loads(first[n])["annotations"]) for n in first)
     assert kept == len(full["annotations"])  # ids unchanged, nothing lost
 
-    split_dataset(root, "0.5,0.25,0.25", by_class=True, seed=7)
+    split_dataset(root, "0.5,0.25,0.25", by_class=True, seed=7, overwrite=True)
     assert all(split_file(root, n).read_bytes() == first[n] for n in first)
     outcomes = set()
     for seed in range(5):
-        split_dataset(root, "0.5,0.25,0.25", seed=seed)
+        split_dataset(root, "0.5,0.25,0.25", seed=seed, overwrite=True)
         outcomes.add(json.dumps(split_ids(root)))
     assert len(outcomes) > 1  # the seed matters
 
@@ -86,7 +86,7 @@ def test_synthetic_images_stay_out_of_val_and_test(tmp_path):
     ann, _ = write_coco_dataset(tmp_path / "mixed", samples)
     synthetic = {s.index + 1 for s in samples if s.provenance.synthetic}
     for by_class in (False, True):
-        result = split_dataset(ann.parent, "0.5,0.25,0.25", by_class=by_class, seed=1)
+        result = split_dataset(ann.parent, "0.5,0.25,0.25", by_class=by_class, seed=1, overwrite=True)
         ids = split_ids(ann.parent)
         assert synthetic <= set(ids["train"])
         assert not synthetic & set(ids["val"] + ids["test"])
@@ -94,7 +94,8 @@ def test_synthetic_images_stay_out_of_val_and_test(tmp_path):
         assert (len(ids["val"]), len(ids["test"])) == (2, 2)  # the ratios apply to the 8 real images
     evaluated = set()
     for seed in range(4):
-        assert split_dataset(ann.parent, "0.5,0.25,0.25", seed=seed, allow_synthetic_eval=True).synthetic_in_train == 0
+        result = split_dataset(ann.parent, "0.5,0.25,0.25", seed=seed, allow_synthetic_eval=True, overwrite=True)
+        assert result.synthetic_in_train == 0
         ids = split_ids(ann.parent)
         evaluated |= set(ids["val"] + ids["test"])
     assert evaluated & synthetic  # asked for: synthetic images may now be evaluated on
@@ -113,7 +114,7 @@ def test_a_two_way_split_removes_the_old_test_file(coco_dataset):
     root = coco_dataset[0].parent
     vision_synth("split", root, "--ratios", "0.5,0.25,0.25")
     assert split_file(root, "test").exists()
-    vision_synth("split", root, "--ratios", "0.5,0.5", "--by-class")
+    vision_synth("split", root, "--ratios", "0.5,0.5", "--by-class", "--overwrite")
     assert not split_file(root, "test").exists()
 
 

@@ -92,9 +92,11 @@ def test_the_check_rejects_and_restores(tiny_models):
 
 
 def test_refined_masks_are_within_the_plan_and_counted(tiny_models):
-    config = dataset_config(tiny_models, "inpaint-insert", refine_masks=True, check={"min_difference": 12,
+    config = dataset_config(tiny_models, "inpaint-insert", num_images=8, refine_masks=True, check={"min_difference": 12,
                                                                                     "min_agreement": 0.0})
-    results = DiffusionGenerator(config).generate(INDICES)
+    # the tiny random model's output stands out from its own noise floor for a few instances only:
+    # eight samples hold some (samples 0-2 of this seed hold none since the texture bank)
+    results = DiffusionGenerator(config).generate(list(range(8)))
     sizes = []
     for r in results:
         plan = r.layout.instances
@@ -189,11 +191,12 @@ def test_amodal_masks_survive_refine(tiny_models):
 def test_runner_writes_exact_coco(tiny_models, tmp_path, mode, no_network):
     from vision_synth.runner import generate
 
-    config = dataset_config(tiny_models, mode, num_images=4, check={"min_agreement": 0.05})
+    # eight samples: the first four of this seed hold no instance the tiny model keeps in inpaint-insert
+    config = dataset_config(tiny_models, mode, num_images=8, check={"min_agreement": 0.05})
     summary = generate(config, tmp_path / "out", show_progress=False)
     ann = tmp_path / "out" / "annotations.json"
     data = check_coco_labels(ann)
-    assert summary.images == 4 and len(data["images"]) == 4
+    assert summary.images == 8 and len(data["images"]) == 8
     assert data["annotations"], "the check should keep some instances"
     assert coco_self_eval(ann, "bbox") == pytest.approx(1.0)
     assert coco_self_eval(ann, "segm") == pytest.approx(1.0)

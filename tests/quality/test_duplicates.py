@@ -66,7 +66,7 @@ def test_removal_publishes_annotations_without_the_images(tmp_path):
     kept = [a for a in before["annotations"] if a["image_id"] not in drop]
     assert after.annotations == kept  # ids and records unchanged
     assert after.info["removed_duplicates"] == drop
-    assert not list(ann_path.parent.rglob(".*.tmp"))  # written atomically, nothing left behind
+    assert not list(ann_path.parent.rglob(".*.partial-*"))  # written atomically, nothing left behind
     assert not (tmp_path / "d" / ".vision_synth" / "staging" / "annotations.json").exists()  # renamed into place
     assert all((images / im["file_name"]).is_file() for im in before["images"])  # files stay
 

@@ -102,6 +102,22 @@ def test_one_table_holds_every_gate_and_spec_validation_reads_it():
                                    "gate.class_fid_max": 5})
 
 
+def test_fidelity_off_as_yaml_reads_it_and_a_flag_into_a_non_mapping_is_one_line(tmp_path):
+    """YAML reads an unquoted `off` as false; a flag (--steps) setting a key inside a section the file
+    gives as a number was an AttributeError (found by tools/fuzz.py)."""
+    from vision_synth.errors import ConfigError
+
+    path = tmp_path / "quality.yaml"
+    path.write_text("fidelity: off\nlabels: {min_area: 2}\n")
+    assert load_quality_spec(path).fidelity.features == "off"
+    path.write_text("fidelity: {features: off}\n")
+    assert load_quality_spec(path, **{"fidelity.features": None}).fidelity.features == "off"
+    path.write_text("fidelity: off\nutility: 5\n")
+    with pytest.raises(ConfigError, match=r"quality.yaml: utility: expected a mapping \(a command-line flag sets "
+                                          r"utility.train.steps in it\)"):
+        load_quality_spec(path, **{"utility.train.steps": 3})
+
+
 def _checked(tmp_path, monkeypatch, utility, require):
     """A real check of a small dataset (fidelity off) whose utility step returns `utility`."""
     import vision_synth.quality.utility as utility_module

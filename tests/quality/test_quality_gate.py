@@ -3,6 +3,7 @@ published; one that breaks a threshold is rejected (exit 3) and nothing about it
 a planted duplicate and a planted copy of a reference image are caught."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -181,3 +182,27 @@ def test_inputs_are_checked_before_any_work(tmp_path):
     inputs = check_quality_inputs(load_quality_spec(config))  # paths relative to the config file
     assert inputs.reference == tmp_path / "real" / "annotations.json"
     assert inputs.reference_images == tmp_path / "real" / "images"
+    # the utility's held-out real set: its records and files are read first, not after the fidelity work
+    nuclei = Path(__file__).resolve().parents[1] / "assets" / "nuclei_dev"
+    utility = load_quality_spec(None, **{"fidelity.features": "off", "utility.enabled": True,
+                                         "utility.reference_val": str(nuclei / "val" / "annotations.json")})
+    with pytest.raises(DatasetError, match=r"val/annotations.json: images\[0\] \(id 1\): image file .* not found"):
+        check_quality_inputs(utility, reference=nuclei / "train_few" / "annotations.json",
+                             reference_images=nuclei / "train_few" / "images")
+
+
+def test_foreign_provenance_fields_are_counted_as_text(tmp_path):
+    """A dataset from another tool whose `generator` is an object (an unhashable dict in the provenance
+    count: found by tools/fuzz.py) is checked like any other."""
+    from helpers import synthetic_samples, write_coco_dataset
+    from vision_synth.cli import main
+
+    ann, _ = write_coco_dataset(tmp_path / "ds", synthetic_samples(n_images=3, size=(48, 48)))
+    data = json.loads(ann.read_text())
+    for image in data["images"]:
+        image["synthetic"] = True
+    data["images"][0]["generator"] = {"tool": "other", "version": 2}
+    ann.write_text(json.dumps(data))
+    assert main(["check", str(ann.parent), "--fidelity", "off", "--quiet"]) == 0
+    generators = json.loads((ann.parent / "quality.json").read_text())["provenance"]["generators"]
+    assert {g["generator"] for g in generators} == {'{"tool": "other", "version": 2}', "test"}

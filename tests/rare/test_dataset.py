@@ -1,13 +1,15 @@
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from helpers import check_coco_labels, coco_self_eval
 from rare_helpers import run, write_rare_dataset
 from vision_synth.rare.dataset import SYNTHETIC_PREFIX, augment_rare
-from vision_synth.imageio import read_image
+from vision_synth.imageio import read_image, write_image
 from vision_synth.rare.policy import load_policy
 
 POLICY = {
@@ -125,6 +127,7 @@ def test_cli_augment_rare(tmp_path, dataset, capsys):
     ("unknown_class", "classes.dent: no category named 'dent'"),
     ("malformed_json", "invalid JSON at line"),
     ("bad_record", "annotations[0] (id 1): category_id 99 is not in categories"),
+    ("image_size", "images[1] (id 2): image file"),  # found by tools/fuzz.py: an IndexError when pasting
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, dataset, capsys, case, message):
     coco = dataset[0]
@@ -134,6 +137,13 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, dataset, capsys, case, me
     elif case == "malformed_json":
         coco = tmp_path / "broken.json"
         coco.write_text(dataset[0].read_text()[:-20])
+    elif case == "image_size":  # every image is the record's size but this one
+        images = tmp_path / "images"
+        shutil.copytree(dataset[1], images)
+        name = json.loads(dataset[0].read_text())["images"][1]["file_name"]
+        write_image(images / name, np.zeros((20, 30, 3), np.uint8), "png")
+        dataset = (dataset[0], images)
+        message += f" {images / name} is 30×20, the record says"
     else:
         data = json.loads(dataset[0].read_text())
         data["annotations"][0]["category_id"] = 99

@@ -107,3 +107,12 @@ def test_cutout_shrunk_below_a_pixel_keeps_one():
     cutouts = [Cutout(np.full((64, 64, 3), 200.0, np.float32), np.ones((64, 64), np.float32), "square")]
     layer = object_layer(cutouts, spec(scale=[0.001, 0.001]), BlendSpec(mode="hard"), np.random.default_rng(0), (100, 100), 1)
     assert layer.mask.sum() >= 1 and max(layer.shape) <= 2
+
+
+def test_a_vanishing_scale_with_a_feathered_edge_is_a_small_layer():
+    """Widening the source margin for the feather at a factor of 1e-9 asked for exabytes (found by
+    tools/fuzz.py): an object is drawn at least a pixel long, so the margin stays small."""
+    cutouts = [Cutout(np.full((64, 64, 3), 200.0, np.float32), np.ones((64, 64), np.float32), "square")]
+    layer = object_layer(cutouts, spec(scale=[1e-9, 1e-9]), BlendSpec(mode="feather", feather=20.0),
+                         np.random.default_rng(0), (48, 48), 1)
+    assert layer.mask.sum() >= 1 and max(layer.shape) <= 2 * 60 + 4

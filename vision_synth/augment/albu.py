@@ -10,6 +10,7 @@ training step and are never written.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import warnings
@@ -131,11 +132,12 @@ def build_pipeline(data: dict[str, Any], source: str) -> Pipeline:
             raise ValueError(f"{_join(prefix, key)}: remove it; boxes are derived from the transformed masks, "
                              "never transformed themselves")
     _check_names(root, prefix)
+    _check_finite(root, prefix)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             built = A.from_dict({"transform": root})
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(_locate_error(root, prefix) or _first_line(exc)) from None
     for w in caught:
         if "are not valid for transform" in str(w.message):
@@ -163,6 +165,16 @@ def _check_names(node: Any, where: str) -> None:
             raise ValueError(f"{_join(where, 'transforms')}: expected a list of transforms")
         for i, child in enumerate(children):
             _check_names(child, f"{_join(where, 'transforms')}[{i}]")
+
+
+def _check_finite(node: Any, where: str) -> None:
+    """No parameter is infinite or NaN: albumentations takes them and then draws NaN pixels or fails
+    inside its own code (found by tools/fuzz.py)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ValueError(f"{where or '(top level)'}: {node} is not a finite number")
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in children:
+        _check_finite(value, f"{where}[{key}]" if isinstance(key, int) else _join(where, str(key)))
 
 
 def _locate_error(node: dict[str, Any], where: str, strict: bool = False) -> str | None:

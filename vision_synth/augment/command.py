@@ -9,7 +9,7 @@ from pathlib import Path
 
 def add_augment_parser(subparsers) -> argparse.ArgumentParser:
     """Register `augment` on the `vision-synth` subparsers."""
-    from vision_synth.cli import add_output_flags
+    from vision_synth.cli import add_output_flags, seed_value
 
     p = subparsers.add_parser(
         "augment", help="write augmented copies of a COCO dataset (labels re-derived from the masks)",
@@ -22,7 +22,7 @@ def add_augment_parser(subparsers) -> argparse.ArgumentParser:
                                   "copy_paste, ...); flags given here override it")
     p.add_argument("--out", required=True, help="output directory (images/, annotations.json)")
     p.add_argument("--copies", type=int, help="augmented copies per image (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="copy c of image i is drawn from (seed, i, c) (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="copy c of image i is drawn from (seed, i, c) (default 0)")
     p.add_argument("--keep-originals", action="store_true", default=None, help="also write each original image")
     p.add_argument("--min-area", type=int, help="drop instances left with fewer pixels (default 16)")
     p.add_argument("--min-visible-fraction", type=float,

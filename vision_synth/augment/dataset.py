@@ -19,11 +19,10 @@ from tqdm import tqdm
 from vision_synth import __version__
 from vision_synth.augment.spec import AugmentSpec
 from vision_synth.augment.stage import augmented_copies, source_of
-from vision_synth.coco.reader import CocoDataset, load_coco
+from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
 from vision_synth.coco.writer import ShardWriter, image_file_name, sample_records, write_annotations
-from vision_synth.errors import DatasetError, VisionSynthError
-from vision_synth.files import staged_output
-from vision_synth.imageio import read_image, write_image
+from vision_synth.files import check_new_output, staged_output
+from vision_synth.imageio import write_image
 from vision_synth.types import Provenance, Sample
 
 
@@ -53,17 +52,13 @@ def coco_sample(dataset: CocoDataset, position: int, seed: int) -> Sample:
     """Image `position` of a COCO dataset as a Sample (index = position). iscrowd regions are left
     out; box-only annotations become box masks with attribute `approximate`."""
     record = dataset.images[position]
-    where = f"{dataset.path}: images[{position}] (id {record['id']})"
-    pixels = read_image(dataset.image_file(record))
-    if pixels.shape[:2] != (record["height"], record["width"]):
-        raise DatasetError(f"{where}: image file is {pixels.shape[1]}×{pixels.shape[0]}, the record says "
-                           f"{record['width']}×{record['height']}")
+    pixels = dataset.read_image(record)
     instances = dataset.instances(record)
     crowd = np.array([bool(a.get("iscrowd", 0)) for a in dataset.annotations_of(record["id"])], bool)
     if crowd.any():
         instances = instances[~crowd]
-    provenance = Provenance(generator=str(record.get("generator") or "coco"),
-                            synthetic=bool(record.get("synthetic", False)), model=record.get("model"))
+    provenance = Provenance(generator=str(record.get("generator") or "coco"), synthetic=is_synthetic(record),
+                            model=record.get("model"))
     return Sample(position, seed, np.ascontiguousarray(pixels), instances, provenance)
 
 
@@ -78,13 +73,6 @@ def _records(sample: Sample, source: dict[str, Any], copy: int | None, fmt: str,
     return record
 
 
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise VisionSynthError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise VisionSynthError(f"{out}: directory is not empty; choose another --out or pass --overwrite")
-
-
 def augment_coco(annotations: str | Path, images: str | Path | None, spec: AugmentSpec, out: str | Path,
                  seed: int = 0, fmt: str = "jpeg", quality: int = 92, segmentation: str = "rle",
                  overwrite: bool = False, show_progress: bool = True,
@@ -94,7 +82,7 @@ def augment_coco(annotations: str | Path, images: str | Path | None, spec: Augme
     is left as it was."""
     started = time.perf_counter()
     out = Path(out)
-    _check_out_dir(out, overwrite)
+    check_new_output(out, overwrite)  # before any image is read
     dataset = load_coco(annotations, images)
     pipeline = spec.load_pipeline(pipeline_dir)
     categories = dataset.categories

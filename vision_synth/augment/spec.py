@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import CountRange, PositiveRange, Spec, read_yaml, validate_spec, with_key_paths
+from vision_synth.spec import CountRange, ScaleRange, Spec, read_yaml, validate_spec, with_key_paths
 
 
 class CopyPasteSpec(Spec):
@@ -26,14 +26,14 @@ class CopyPasteSpec(Spec):
     probability: float = Field(1.0, ge=0, le=1, description="chance that a copy gets pasted instances")
     sources: int = Field(1, ge=1, description="other samples to take instances from")
     count: CountRange = Field((1, 3), description="instances pasted per copy, [min, max]")
-    scale: PositiveRange = Field((0.75, 1.25), description="size factor of a pasted instance (1 = as in its source)")
+    scale: ScaleRange = Field((0.75, 1.25), description="size factor of a pasted instance (1 = as in its source)")
     flip: bool = Field(True, description="mirror pasted instances at random")
     # category ids that may be pasted (default: all) and their relative weights (default 1 each):
     # weights > 1 paste a rare class more often
     classes: list[int] | None = None
     class_weights: dict[int, float] = Field(default_factory=dict)
     blend: Literal["hard", "feather", "poisson"] = "hard"
-    feather: float = Field(1.0, gt=0, description="Gaussian sigma in pixels for blend: feather")
+    feather: float = Field(1.0, gt=0, le=20, description="Gaussian sigma in pixels for blend: feather")
     # placement among pasted instances, as in the scene's placement rules
     max_overlap: float = Field(0.5, ge=0, le=1)
     min_visible_area: int = Field(16, ge=1)

@@ -30,7 +30,7 @@ def cmd_split(args) -> int:
     from vision_synth.coco.split import split_dataset
 
     result = split_dataset(Path(args.dir), args.ratios, by_class=args.by_class, seed=args.seed,
-                           allow_synthetic_eval=args.allow_synthetic_eval)
+                           allow_synthetic_eval=args.allow_synthetic_eval, overwrite=args.overwrite)
     for line in result.lines():
         print(line)
     return 0
@@ -56,7 +56,7 @@ def _add_link(p: argparse.ArgumentParser) -> None:
 
 def add_dataset_parsers(sub) -> None:
     """Register export, split and merge on the `vision-synth` subparsers."""
-    from vision_synth.cli import add_output_flags
+    from vision_synth.cli import add_output_flags, seed_value
 
     p = sub.add_parser("export", help="export a dataset as YOLO, YOLO-seg or COCO (polygons / uncompressed RLE)")
     p.add_argument("dir", help="dataset folder (annotations.json, images/, optional split files)")
@@ -74,9 +74,11 @@ def add_dataset_parsers(sub) -> None:
     p.add_argument("dir", help="dataset folder")
     p.add_argument("--ratios", default="0.8,0.1,0.1", help="train,val[,test] fractions summing to 1")
     p.add_argument("--by-class", action="store_true", help="stratify so each class follows the ratios")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--allow-synthetic-eval", action="store_true",
                    help="let images flagged synthetic go to val/test (default: train only)")
+    add_output_flags(p, overwrite_help="replace the split files of an earlier split; they are replaced only "
+                                       "once every new one is written")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("merge", help="merge datasets (categories matched by name, ids renumbered)")

@@ -146,7 +146,7 @@ def _load_parts(root: Path) -> dict[str, CocoDataset]:
     runs = {name: part.info.get("split_run") for name, part in parts.items()}
     if len(set(runs.values())) > 1:  # e.g. a split killed between renaming its files
         raise DatasetError(f"{root}: the split files come from different runs of `vision-synth split` "
-                           f"({', '.join(f'{n} {r}' for n, r in runs.items())}); run it again")
+                           f"({', '.join(f'{n} {r}' for n, r in runs.items())}); run it again with --overwrite")
     return parts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from vision_synth import masks as mask_ops
 from vision_synth.errors import DatasetError
@@ -34,6 +36,19 @@ class CocoDataset:
     def image_file(self, image: dict[str, Any]) -> Path:
         base = self.images_dir if self.images_dir is not None else self.path.parent
         return base / image["file_name"]
+
+    def read_image(self, image: dict[str, Any], mode: str = "RGB") -> np.ndarray:
+        """The pixels of an image record (imageio.read_image), refused in one line naming the file and
+        the record when their size is not the record's width × height (the masks are drawn at that)."""
+        from vision_synth.imageio import read_image
+
+        pixels = read_image(self.image_file(image), mode)
+        if pixels.shape[:2] != (image["height"], image["width"]):
+            position = next(k for k, record in enumerate(self.images) if record is image)
+            raise DatasetError(f"{self.path}: images[{position}] (id {image['id']}): image file "
+                               f"{self.image_file(image)} is {pixels.shape[1]}×{pixels.shape[0]}, the record says "
+                               f"{image['width']}×{image['height']}")
+        return pixels
 
     @property
     def category_names(self) -> dict[int, str]:
@@ -80,6 +95,21 @@ def _source_of(ann: dict[str, Any]) -> str:
     return str(ann.get("source", "procedural" if is_synthetic(ann) else "real"))
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not NaN or infinity, which every comparison lets through)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+ID_MAX = 2**63 - 1  # ids are read into int64 arrays (numpy, torch, pycocotools)
+
+
+def _is_id(value: Any) -> bool:
+    """A COCO id: a whole number 0..2^63-1 (not a bool, not a float, not a list)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= ID_MAX
+
+
 def _fail(path: Path, where: str, message: str) -> DatasetError:
     return DatasetError(f"{path}: {where}: {message}")
 
@@ -92,28 +122,35 @@ def _read_json(path: Path) -> Any:
         raise DatasetError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: invalid JSON (nested too deeply to be a COCO file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read ({exc})") from None
 
 
 def _check_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> None:
+    """What pycocotools needs before it may decode `seg`: it checks nothing itself (a far polygon point
+    crashes it, RLE runs that miss the image size leave garbage or write past its buffer)."""
     if isinstance(seg, list):
         for k, poly in enumerate(seg):
             if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
                 raise _fail(path, where, f"segmentation[{k}] is not a polygon of at least 3 points")
+        try:
+            mask_ops.check_polygons(seg, h, w)
+        except ValueError as exc:
+            raise _fail(path, where, f"segmentation: {exc}") from None
     elif isinstance(seg, dict):
         if "counts" not in seg or "size" not in seg:
             raise _fail(path, where, "RLE segmentation needs 'size' and 'counts'")
         if not isinstance(seg["size"], list) or list(seg["size"]) != [h, w]:
             raise _fail(path, where, f"RLE size {seg['size']} differs from image size [{h}, {w}]")
         counts = seg["counts"]
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-                raise _fail(path, where, "uncompressed RLE counts must be whole numbers >= 0")
-            if sum(counts) != h * w:
-                raise _fail(path, where, f"uncompressed RLE counts cover {sum(counts)} pixels, not {h}×{w} = {h * w}")
-        elif not isinstance(counts, str):
+        if not isinstance(counts, (list, str)):
             raise _fail(path, where, "RLE counts must be a string (compressed) or a list of run lengths")
+        try:
+            mask_ops.check_rle(seg, h, w)
+        except ValueError as exc:
+            raise _fail(path, where, f"{'uncompressed ' if isinstance(counts, list) else ''}{exc}") from None
     else:
         raise _fail(path, where, "segmentation must be a polygon list or an RLE dict")
 
@@ -142,13 +179,15 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: '{key}' is missing or not a list")
+    if data.get("info") is not None and not isinstance(data["info"], dict):
+        raise DatasetError(f"{path}: 'info' is not an object")
 
     categories = data["categories"]
     cat_ids = set()
     for i, cat in enumerate(categories):
         where = f"categories[{i}]"
-        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or not isinstance(cat.get("name"), str):
-            raise _fail(path, where, "needs an integer 'id' and a string 'name'")
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
+            raise _fail(path, where, "needs an integer 'id' (0 to 2^63-1) and a string 'name'")
         if cat["id"] in cat_ids:
             raise _fail(path, where, f"duplicate category id {cat['id']}")
         cat_ids.add(cat["id"])
@@ -163,8 +202,14 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
             if not isinstance(img.get(key), kind) or isinstance(img.get(key), bool):
                 raise _fail(path, where, f"'{key}' is missing or not {'an integer' if kind is int else 'a string'}")
         where = f"images[{i}] (id {img['id']})"
+        if not _is_id(img["id"]):
+            raise _fail(path, where, "'id' must be a whole number from 0 to 2^63-1")
         if img["width"] < 1 or img["height"] < 1:
             raise _fail(path, where, "width and height must be positive")
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and img["width"] * img["height"] > limit:  # as imageio refuses such a file
+            raise _fail(path, where, f"{img['width']}×{img['height']} is more pixels than an image may have "
+                                     f"({limit:,}, Pillow's MAX_IMAGE_PIXELS)")
         if img["id"] in images:
             raise _fail(path, where, "duplicate image id")
         if not allow_outside_paths and outside_file_name(img["file_name"]):
@@ -178,23 +223,27 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None, check_file
     ann_ids = set()
     for i, ann in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
-        if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
-            raise _fail(path, where, "needs an integer 'id'")
+        if not isinstance(ann, dict) or not _is_id(ann.get("id")):
+            raise _fail(path, where, "needs an integer 'id' (0 to 2^63-1)")
         where = f"annotations[{i}] (id {ann['id']})"
         if ann["id"] in ann_ids:
             raise _fail(path, where, "duplicate annotation id")
         ann_ids.add(ann["id"])
-        img = images.get(ann.get("image_id"))
+        img = images.get(ann.get("image_id")) if _is_id(ann.get("image_id")) else None
         if img is None:
             raise _fail(path, where, f"image_id {ann.get('image_id')!r} is not in images")
-        if ann.get("category_id") not in cat_ids:
+        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_ids:
             raise _fail(path, where, f"category_id {ann.get('category_id')!r} is not in categories")
         h, w = img["height"], img["width"]
+        if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+            raise _fail(path, where, f"area {ann['area']!r} is not a number >= 0")
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise _fail(path, where, f"iscrowd {ann['iscrowd']!r} is neither 0 nor 1")
         bbox = ann.get("bbox")
         seg = ann.get("segmentation")
         if bbox is not None:
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-                raise _fail(path, where, "bbox must be [x, y, width, height]")
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+                raise _fail(path, where, "bbox must be [x, y, width, height] of finite numbers")
             x, y, bw, bh = bbox
             if bw <= 0 or bh <= 0:
                 raise _fail(path, where, f"bbox {bbox} has no area")

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset, is_synthetic, load_coco
-from vision_synth.files import FILE_MODE, dumps_json, remove_stale_stages, stage_path
+from vision_synth.files import FILE_MODE, check_new_output, dumps_json, remove_stale_stages_in, stage_path
 from vision_synth.seeding import rng_for_dataset
 from vision_synth.errors import DatasetError, VisionSynthError
 
@@ -180,12 +180,15 @@ def subset(dataset: CocoDataset, image_ids: Sequence[int], info: dict[str, Any])
 
 
 def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0.1), by_class: bool = False,
-                  seed: int = 0, allow_synthetic_eval: bool = False) -> SplitResult:
+                  seed: int = 0, allow_synthetic_eval: bool = False, overwrite: bool = False) -> SplitResult:
     """Write DIR/annotations_{train,val[,test]}.json (atomically each) and remove a split file of an
-    earlier run that this split does not produce."""
+    earlier run that this split does not produce. Split files already there are replaced only with
+    `overwrite` (--overwrite)."""
 
     ratios = parse_ratios(ratios)
     annotations, images = dataset_paths(root)
+    for path in existing_splits(root).values():
+        check_new_output(path, overwrite, "split")
     dataset = load_coco(annotations, images)
     ids = assign_splits(dataset, ratios, by_class, seed, allow_synthetic_eval)
     names_of = dataset.category_names
@@ -195,11 +198,11 @@ def split_dataset(root: str | Path, ratios: str | Sequence[float] = (0.8, 0.1, 0
                 "split_synthetic_eval": bool(allow_synthetic_eval)}
     run = hashlib.sha256(annotations.read_bytes() + json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     files, staged, n_images, instances = {}, {}, {}, {}
+    remove_stale_stages_in(root)  # .annotations_NAME.json.partial-PID-… of a killed run
     try:
         for name, image_ids in ids.items():
             data = subset(dataset, image_ids, {**dataset.info, "split": name, **settings, "split_run": run})
             files[name] = split_file(root, name)
-            remove_stale_stages(files[name])  # .annotations_NAME.json.partial-PID-… of a killed run
             staged[name] = stage_path(files[name])
             staged[name].write_text(dumps_json(data), encoding="utf-8")
             os.chmod(staged[name], FILE_MODE)

@@ -25,16 +25,17 @@ def image_file_name(index: int, fmt: str) -> str:
     return f"{index + 1:09d}.{IMAGE_SUFFIX[fmt]}"
 
 
-def _segmentation(mask: np.ndarray, rle: dict[str, Any], mode: str) -> tuple[Any, int, list[int]]:
-    """The segmentation to write and the area and box of exactly that (written) mask."""
+def _segmentation(mask: np.ndarray, rle: dict[str, Any], rle_area: int, rle_box: list[int],
+                  mode: str) -> tuple[Any, int, list[int]]:
+    """The segmentation to write and the area and box of exactly that (written) mask; `rle_area` and
+    `rle_box` are those of `rle`."""
     if mode == "polygon":
         polygons = mask_ops.mask_to_polygons(mask)
         _, area, box = mask_ops.polygons_area_and_box(polygons, *mask.shape)
         if area:
             return polygons, area, box
         # too thin for a polygon to cover a pixel: keep the exact RLE for this instance
-    area, box = mask_ops.rle_area_and_box(rle)
-    return rle, area, box
+    return rle, rle_area, rle_box
 
 
 def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", amodal: bool = False,
@@ -67,16 +68,18 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
     rles = mask_ops.encode_rle(inst.masks)
     amodal_rles = mask_ops.encode_rle(inst.amodal_masks) if amodal and inst.amodal_masks is not None else None
     occlusion = inst.attributes.get("occlusion")
+    occlusion = None if occlusion is None else occlusion.tolist()
     sources = inst.attributes.get("source")
     approximate = inst.attributes.get("approximate")
+    category_ids = inst.category_ids.tolist()
     annotations = []
-    for k, rle in enumerate(rles):
-        seg, area, box = _segmentation(inst.masks[k], rle, segmentation)
+    for k, (rle, rle_area, rle_box) in enumerate(zip(rles, *mask_ops.rle_areas_and_boxes(rles))):
+        seg, area, box = _segmentation(inst.masks[k], rle, rle_area, rle_box, segmentation)
         if area == 0:
             continue  # an empty mask is not an instance
         ann = {
             "image_id": sample.index + 1,
-            "category_id": int(inst.category_ids[k]),
+            "category_id": category_ids[k],
             "bbox": box,
             "area": area,
             "segmentation": seg,
@@ -85,7 +88,7 @@ def sample_records(sample: Sample, file_name: str, segmentation: str = "rle", am
             "source": str(sources[k]) if sources is not None else prov.generator,
         }
         if occlusion is not None:
-            ann["occlusion"] = round(float(occlusion[k]), 4)
+            ann["occlusion"] = round(occlusion[k], 4)
         if approximate is not None and approximate[k]:
             ann["approximate"] = True  # from a box-only input: the mask is a transformed box, not the shape
         if amodal_rles is not None:

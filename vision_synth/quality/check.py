@@ -37,7 +37,6 @@ from vision_synth.quality.labels import LabelReport, check_labels
 from vision_synth.quality.memorisation import DCRResult, dcr
 from vision_synth.quality.report import QualityReport
 from vision_synth.quality.spec import QualitySpec
-from vision_synth.imageio import read_image
 from vision_synth.seeding import rng_for
 
 PACKAGES = ("vision_synth", "torch", "torchvision", "numpy", "scipy", "pycocotools", "opencv-python-headless",
@@ -89,6 +88,10 @@ def check_quality_inputs(spec: QualitySpec, reference: str | Path | None = None,
                                "quality.utility.enabled: true")
     if spec.fidelity.features == "inception":
         inception_weights_path(spec.resolve(spec.fidelity.weights))  # the missing-weights message, now
+    if run_utility and spec.utility.reference_val is not None:  # its records and image files, before any work
+        from vision_synth.coco.reader import load_coco
+
+        load_coco(spec.resolve(spec.utility.reference_val), spec.resolve(spec.utility.reference_val_images))
     if run_utility and spec.utility.train.weights is not None:
         weights = spec.resolve(spec.utility.train.weights)
         if not weights.is_file():
@@ -148,7 +151,7 @@ def _class_crops(dataset: CocoDataset, image_ids: set[int], names: list[str], li
     images = {im["id"]: im for im in dataset.images}
     crops: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for image_id in sorted(wanted):
-        pixels = read_image(dataset.image_file(images[image_id]))
+        pixels = dataset.read_image(images[image_id])
         for name, ann in wanted[image_id]:
             crops[name].append(_crop(pixels, ann["bbox"], size))
     return crops
@@ -172,7 +175,9 @@ def package_versions() -> dict[str, str | None]:
 
 def _provenance(dataset_dir: Path, dataset: CocoDataset, dataset_config, extractor: FeatureExtractor | None,
                 reference: Path | None, reference_images: Path | None) -> dict[str, Any]:
-    generators = Counter((im.get("generator"), im.get("model"), im.get("model_hash")) for im in dataset.images)
+    # (as text when a record holds something else there: a foreign dataset's own provenance fields)
+    generators = Counter(tuple(v if v is None or isinstance(v, str) else json.dumps(v) for v in
+                               (im.get("generator"), im.get("model"), im.get("model_hash"))) for im in dataset.images)
     seeds = sorted({im["seed"] for im in dataset.images if isinstance(im.get("seed"), int)})
     run_file = dataset_dir / ".vision_synth" / "run.json"
     out = {
@@ -262,7 +267,7 @@ class Context:
         return tqdm(items, desc=desc, unit="img", disable=not self.progress, leave=False)
 
     def read(self, dataset: CocoDataset, images: list[dict[str, Any]], desc: str):
-        return (read_image(dataset.image_file(im)) for im in self.bar(images, desc))
+        return (dataset.read_image(im) for im in self.bar(images, desc))
 
 
 def load_images(annotations: Path, images_dir: Path, inputs: QualityInputs, ctx: Context) -> Images:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import Spec, read_yaml, validate_spec, with_key_paths
+from vision_synth.spec import Spec, key_path_value, read_yaml, validate_spec, with_key_paths
 
 WEIGHTS_ENV = "VISION_SYNTH_FID_WEIGHTS"
 FeatureKind = Literal["inception", "proxy", "off"]
@@ -31,7 +31,7 @@ class FidelitySpec(Spec):
     side, 200 crops a class) take tens of minutes there and seconds on a GPU.
     """
 
-    features: FeatureKind = "inception"
+    features: Annotated[FeatureKind, BeforeValidator(_off)] = "inception"
     weights: str | None = None
     layer: Literal["64", "192", "768", "2048"] = "2048"
     # at most this many images of each side go into the features (a seeded sample)
@@ -54,7 +54,13 @@ class FidelitySpec(Spec):
     seed: int = Field(0, ge=0, description="image/crop/tile sampling, KID subsets and the proxy's weights")
 
 
+def _off(value: Any) -> Any:
+    """YAML reads an unquoted `off` as false: the `off` it was written as."""
+    return "off" if value is False else value
+
+
 def _fidelity_shorthand(value: Any) -> Any:
+    value = _off(value)
     return {"features": value} if isinstance(value, str) else value
 
 
@@ -86,11 +92,11 @@ class UtilitySpec(Spec):
     enabled: bool = False
     # vision_synth.detector_spec.TrainConfig keys; validated by it
     train: Any = Field(default_factory=dict, validate_default=True)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=2)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=2)
     max_seeds: int = Field(9, ge=2)
     require: Literal["helps", "no-evidence"] | None = None
     val_fraction: float = Field(0.3, gt=0, lt=1)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0)
     reference_val: str | None = None
     reference_val_images: str | None = None
 
@@ -201,13 +207,24 @@ def load_quality_spec(path: str | Path | None, **overrides: Any) -> QualitySpec:
             data = data["quality"] or {}
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: quality: expected a mapping")
-    data = with_key_paths(_nested(data), {key: value for key, value in overrides.items() if value is not None})
+    edits = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        data = with_key_paths(_nested(data), edits)
+    except ValueError:  # e.g. `utility: 5` in the file, --steps on the command line
+        for key in edits:
+            *parents, _ = key.split(".")
+            for depth in range(1, len(parents) + 1):
+                node = key_path_value(_nested(data), ".".join(parents[:depth]))
+                if node is not None and not isinstance(node, dict):
+                    raise ConfigError(f"{source}: {'.'.join(parents[:depth])}: expected a mapping (a command-line "
+                                      f"flag sets {key} in it)") from None
+        raise
     return validate_spec(QualitySpec, data, source).with_base_dir(base)
 
 
 def _nested(data: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of plain dicts, with `fidelity: proxy` expanded so overrides can go into it."""
     out = {k: _nested(v) if isinstance(v, dict) else v for k, v in data.items()}
-    if isinstance(out.get("fidelity"), str):
-        out["fidelity"] = {"features": out["fidelity"]}
+    if isinstance(_off(out.get("fidelity")), str):
+        out["fidelity"] = {"features": _off(out["fidelity"])}
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_rare_parsers(subparsers) -> None:
     """Register `augment-rare` and `defects` (train, sample) on the `vision-synth` subparsers."""
-    from vision_synth.cli import add_output_flags
+    from vision_synth.cli import add_output_flags, seed_value
 
     p = subparsers.add_parser(
         "augment-rare", help="add instances of rare classes to a COCO dataset (real records kept unchanged)",
@@ -26,7 +26,7 @@ def add_rare_parsers(subparsers) -> None:
     p.add_argument("--eval", metavar="FILE.json|none", dest="eval_split",
                    help="the pure-real eval split: a COCO file of real images of --coco, or none to keep no eval "
                         "split (replaces the policy's eval)")
-    p.add_argument("--seed", type=int, help="override the policy's seed")
+    p.add_argument("--seed", type=seed_value, help="override the policy's seed")
     add_output_flags(p)
     p.set_defaults(func=cmd_augment_rare)
 
@@ -44,7 +44,7 @@ def add_rare_parsers(subparsers) -> None:
     t.add_argument("--eval-coco", help="pure-real eval split to leave out of training (COCO json)")
     t.add_argument("--eval-ratio", type=float, help="leave out the stratified eval split augment-rare draws "
                                                   "with this ratio and --seed")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed_value, default=0)
     add_output_flags(t, overwrite=False)  # the model folder resumes from its last checkpoint
     t.set_defaults(func=cmd_defects_train)
     s = dsub.add_parser("sample", help="draw crop+mask pairs (RGBA PNG, alpha = mask)")
@@ -52,9 +52,10 @@ def add_rare_parsers(subparsers) -> None:
     s.add_argument("--num", type=int, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--steps", type=int, default=50, help="denoising steps")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_value, default=0)
     s.add_argument("--dcr-quantile", type=float, default=0.05,
                    help="reject crops nearer a training crop than this quantile of training NN distances")
+    add_output_flags(s)
     s.set_defaults(func=cmd_defects_sample)
 
 
@@ -85,9 +86,17 @@ def cmd_defects_train(args) -> int:
 
 
 def cmd_defects_sample(args) -> int:
+    from vision_synth.files import check_new_output
     from vision_synth.rare.learned import load_model, write_samples
 
+    from vision_synth.errors import VisionSynthError
+
+    if args.num < 1 or args.steps < 1:
+        raise VisionSynthError("--num and --steps must be at least 1")
+    if not 0 <= args.dcr_quantile <= 1:
+        raise VisionSynthError(f"--dcr-quantile {args.dcr_quantile:g}: must lie in [0, 1]")
+    check_new_output(Path(args.out), args.overwrite)  # before the model loads
     model = load_model(args.model, where="--model")
     print(write_samples(model, args.num, Path(args.out), seed=args.seed, steps=args.steps,
-                        dcr_quantile=args.dcr_quantile))
+                        dcr_quantile=args.dcr_quantile, overwrite=args.overwrite, show_progress=not args.quiet))
     return 0

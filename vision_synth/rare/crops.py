@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset
-from vision_synth.imageio import read_image
 from vision_synth.masks import mask_box
 from vision_synth.scene.objects import Cutout, trim_cutout
 
@@ -45,7 +44,7 @@ def class_crops(dataset: CocoDataset, image_ids: Iterable[int], category_id: int
         anns = dataset.annotations_of(image["id"])
         if not any(a["category_id"] == category_id and not a.get("iscrowd", 0) for a in anns):
             continue
-        pixels = read_image(dataset.image_file(image)).astype(np.float32)
+        pixels = dataset.read_image(image).astype(np.float32)
         inst = dataset.instances(image)
         for ann, mask, approx, box in zip(anns, inst.masks, inst.attributes["approximate"], inst.boxes):
             if ann["category_id"] != category_id or ann.get("iscrowd", 0):

@@ -280,7 +280,7 @@ def _make_new_images(dataset, policy, plans, makers, finishers, train_ids, part,
                                                round(typical * target["height"] * target["width"])))
         count = max(1, min(count, remaining[cid]))
         start = time.perf_counter()
-        background = read_image(dataset.image_file(target))
+        background = dataset.read_image(target)
         if background.shape[:2] != (target["height"], target["width"]):
             raise DatasetError(f"{dataset.image_file(target)}: image is {background.shape[1]}×{background.shape[0]}, "
                                f"its record (id {target['id']}) says {target['width']}×{target['height']}")

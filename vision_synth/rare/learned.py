@@ -17,6 +17,7 @@ nearest-neighbour distance quantile are rejected as likely copies.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ from vision_synth.coco.reader import load_coco
 from vision_synth.errors import DatasetError, VisionSynthError
 from vision_synth.rare.crops import context_crop, instance_alpha
 from vision_synth.rare.split import eval_image_ids
-from vision_synth.files import write_json
-from vision_synth.imageio import read_image, write_image
+from vision_synth.files import (check_new_output, remove_stale_stages_in, remove_tree, stage_path, staged_output,
+                                write_json)
+from vision_synth.imageio import write_image
 from vision_synth.scene.objects import Cutout, trim_cutout
 from vision_synth.seeding import rng_for, torch_generator_for, torch_seed_for
 
@@ -144,7 +146,7 @@ def training_crops(coco: str | Path, images: str | Path | None, category: str, s
         anns = dataset.annotations_of(image["id"])
         if not any(a["category_id"] == ids[0] for a in anns):
             continue
-        pixels = read_image(dataset.image_file(image)).astype(np.float32)
+        pixels = dataset.read_image(image).astype(np.float32)
         inst = dataset.instances(image)
         for ann, mask, approx, box in zip(anns, inst.masks, inst.attributes["approximate"], inst.boxes):
             if ann["category_id"] != ids[0] or ann.get("iscrowd", 0):
@@ -203,7 +205,6 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
 
     import torch
     import torch.nn.functional as F
-    from diffusers import UNet2DModel
     from tqdm import tqdm
 
     spec.check()
@@ -211,6 +212,7 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
     device = _device()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages_in(folder)  # checkpoints or a final model a killed run was writing
     unet = build_unet(spec.size, spec.seed, spec.channels)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate)
     start_step = 0
@@ -223,7 +225,11 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
         if state.get("objective") != OBJECTIVE or not (last[-1] / "ema.pt").is_file():
             raise VisionSynthError(f"{last[-1]}: checkpoint of an earlier version (noise prediction, no EMA); "
                                    "use another --out to train afresh")
-        unet = UNet2DModel.from_pretrained(last[-1] / "unet")
+        # the weights into the model built above, so that a resumed run's final model (config.json
+        # included: from_pretrained would record the checkpoint's path in it) is that of one run
+        from safetensors.torch import load_file
+
+        unet.load_state_dict(load_file(last[-1] / "unet" / "diffusion_pytorch_model.safetensors"))
         optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate)
         optimizer.load_state_dict(torch.load(last[-1] / "optimizer.pt", map_location="cpu", weights_only=True))
         start_step = int(state["step"])
@@ -263,29 +269,50 @@ def train(coco: str | Path, images: str | Path | None, spec: TrainSpec, folder: 
 
 
 def _save_checkpoint(folder: Path, unet, optimizer, ema, spec: TrainSpec, step: int) -> None:
+    """MODEL/checkpoint-NNNNNN, built in a stage beside it (.checkpoint-NNNNNN.partial-PID-TOKEN) and
+    renamed into place: a checkpoint folder exists only complete. Older ones beyond `keep_checkpoints`
+    are removed by `remove_tree` (never left half-deleted under their name)."""
     import torch
 
     final = folder / f"checkpoint-{step:06d}"
-    tmp = folder / f".checkpoint-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    unet.save_pretrained(tmp / "unet", safe_serialization=True)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(ema.state_dict(), tmp / "ema.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "category": spec.category, "size": spec.size,
-                                                "seed": spec.seed, "objective": OBJECTIVE}))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)  # a checkpoint folder exists only complete
+    stage = stage_path(final)
+    try:
+        unet.save_pretrained(stage / "unet", safe_serialization=True)
+        torch.save(optimizer.state_dict(), stage / "optimizer.pt")
+        torch.save(ema.state_dict(), stage / "ema.pt")
+        (stage / "state.json").write_text(json.dumps({"step": step, "category": spec.category, "size": spec.size,
+                                                      "seed": spec.seed, "objective": OBJECTIVE}))
+        remove_tree(final)
+        os.replace(stage, final)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     for old in _checkpoints(folder)[: -spec.keep_checkpoints]:
-        shutil.rmtree(old)
+        remove_tree(old)
+
+
+FINAL_MODEL = ("unet", "scheduler", CROPS)  # with META, which is written last
 
 
 def _save_model(folder: Path, unet, scheduler, crops: np.ndarray, origin: dict, spec: TrainSpec) -> None:
-    unet.save_pretrained(folder / "unet", safe_serialization=True)
-    scheduler.save_pretrained(folder / "scheduler")
-    np.savez_compressed(folder / CROPS, crops=crops)
-    meta = {**origin, "size": spec.size, "steps": spec.steps, "seed": spec.seed, "batch_size": spec.batch_size,
-            "learning_rate": spec.learning_rate, "channels": list(spec.channels), "grey": is_grey(crops)}
-    (folder / META).write_text(json.dumps(meta, indent=2))
+    """The final model (unet/, scheduler/, the crops, then rare_model.json), so that the folder never
+    holds half of one: built in a stage inside the folder, the old META removed first (until the new
+    one is in place the folder is no model, and `train` run again saves it again), each part renamed
+    into place, META last."""
+    stage = stage_path(folder / "model")
+    try:
+        unet.save_pretrained(stage / "unet", safe_serialization=True)
+        scheduler.save_pretrained(stage / "scheduler")
+        np.savez_compressed(stage / CROPS, crops=crops)
+        meta = {**origin, "size": spec.size, "steps": spec.steps, "seed": spec.seed, "batch_size": spec.batch_size,
+                "learning_rate": spec.learning_rate, "channels": list(spec.channels), "grey": is_grey(crops)}
+        (stage / META).write_text(json.dumps(meta, indent=2))
+        (folder / META).unlink(missing_ok=True)
+        for name in FINAL_MODEL:
+            remove_tree(folder / name)
+            os.replace(stage / name, folder / name)
+        os.replace(stage / META, folder / META)  # a model folder from this moment
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def load_model(folder: str | Path, where: str = "model") -> LearnedModel:
@@ -311,17 +338,19 @@ def check_training_images(model: LearnedModel, eval_files: set[str], where: str)
                                f"(e.g. {leaked[0]}); retrain with --eval-ratio/--eval-coco matching the policy")
 
 
-def sample_crops(model: LearnedModel, num: int, seed: int = 0, steps: int = 50, batch: int = 16) -> np.ndarray:
+def sample_crops(model: LearnedModel, num: int, seed: int = 0, steps: int = 50, batch: int = 16,
+                 show_progress: bool = False) -> np.ndarray:
     """num×S×S×4 uint8 crops (mask channel 0/255); crop i's noise comes from (seed, i)."""
     import torch
     from diffusers import DDIMScheduler
+    from tqdm import tqdm
 
     device = _device()
     unet = model.unet.to(device)
     size = int(model.meta["size"])
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     out = np.empty((num, size, size, 4), np.uint8)
-    for start in range(0, num, batch):
+    for start in tqdm(range(0, num, batch), desc="sample", unit="batch", disable=not show_progress):
         n = min(batch, num - start)
         x = torch.cat([torch.randn((1, 4, size, size), generator=torch_generator_for(seed, start + k, 7))
                        for k in range(n)]).to(device)
@@ -442,21 +471,24 @@ def sample_cutouts(model: LearnedModel, num: int, seed: int = 0, steps: int = 50
 
 
 def write_samples(model: LearnedModel, num: int, out: Path, seed: int = 0, steps: int = 50,
-                  dcr_quantile: float = 0.05) -> str:
-    """Write accepted crops as RGBA PNGs (alpha = mask) and samples.json with the DCR figures."""
-    crops = sample_crops(model, num, seed, steps)
+                  dcr_quantile: float = 0.05, overwrite: bool = False, show_progress: bool = False) -> str:
+    """Write accepted crops as RGBA PNGs (alpha = mask) and samples.json with the DCR figures into the
+    new folder `out` (built aside and renamed into place whole; `overwrite` replaces an existing one)."""
+    check_new_output(out, overwrite)
+    crops = sample_crops(model, num, seed, steps, show_progress=show_progress)
     keep, result = memorisation_filter(crops, model.training_crops, dcr_quantile)
     empty = crops[..., 3].reshape(num, -1).max(axis=1) == 0
     written = []
-    for i in range(num):
-        if keep[i] and not empty[i]:
-            name = f"crop_{i:05d}.png"
-            write_image(out / name, crops[i], "png", png_compression=None)
-            written.append(name)
-    report = {"model": str(model.folder), "seed": seed, "steps": steps, "requested": num, "written": written,
-              "rejected_dcr": [int(i) for i in np.flatnonzero(~keep)],
-              "empty_mask": [int(i) for i in np.flatnonzero(empty & keep)],
-              "quality": crop_quality(crops[keep & ~empty], model.training_crops, result)}
-    write_json(out / "samples.json", report, indent=2)
+    with staged_output(out, replace=overwrite) as stage:
+        for i in range(num):
+            if keep[i] and not empty[i]:
+                name = f"crop_{i:05d}.png"
+                write_image(stage / name, crops[i], "png", png_compression=None)
+                written.append(name)
+        report = {"model": str(model.folder), "seed": seed, "steps": steps, "requested": num, "written": written,
+                  "rejected_dcr": [int(i) for i in np.flatnonzero(~keep)],
+                  "empty_mask": [int(i) for i in np.flatnonzero(empty & keep)],
+                  "quality": crop_quality(crops[keep & ~empty], model.training_crops, result)}
+        write_json(stage / "samples.json", report, indent=2)
     return (f"{out}: {len(written)} of {num} crops written ({int((~keep).sum())} rejected by DCR, "
             f"{int((empty & keep).sum())} with an empty mask)")

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from vision_synth.diffusion.spec import DiffusionSpec
 from vision_synth.errors import ConfigError
 from vision_synth.scene.defects import DefectSpec
-from vision_synth.spec import BlendSpec, ColorJitter, CountRange, FloatRange, PositiveRange, Spec, read_yaml, validate_spec
+from vision_synth.spec import BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, read_yaml, validate_spec
 
 Source = Literal["copy-paste", "procedural", "learned", "inpaint"]
 
@@ -52,7 +52,7 @@ class PasteSpec(Spec):
     reads). `scale`: longest side as a fraction of the image's shorter side; none = the range seen
     in the class's real instances."""
 
-    scale: PositiveRange | None = None
+    scale: ScaleRange | None = None
     rotation: FloatRange | None = Field(None, description="degrees; none = any turn for round or randomly "
                                         "oriented instances, the real spread for aligned ones")
     flip: bool = True
@@ -85,7 +85,7 @@ class ClassPolicy(Spec):
 
 
 class RarePolicy(Spec):
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     target_per_class: int | None = Field(None, ge=0)
     rare_below: int | Literal["median"] | None = Field(None, description="raise classes with fewer real "
                                                        "instances to this count (median: the median class count)")

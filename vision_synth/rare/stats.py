@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from vision_synth.coco.reader import CocoDataset
-from vision_synth.imageio import read_image
 from vision_synth.spec import ColorJitter
 
 ELONGATED = 1.5  # major / minor axis: below it an instance has no orientation to speak of
@@ -80,7 +79,7 @@ def class_stats(dataset: CocoDataset, image_ids: set[int], category_id: int) -> 
         anns = dataset.annotations_of(image["id"])
         if not any(a["category_id"] == category_id and not a.get("iscrowd", 0) for a in anns):
             continue
-        pixels = read_image(dataset.image_file(image))
+        pixels = dataset.read_image(image)
         grey = grey and bool((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
         luma = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         inst = dataset.instances(image)

@@ -10,17 +10,27 @@ import numpy as np
 
 from vision_synth.errors import DatasetError
 from vision_synth.imageio import IMAGE_SUFFIXES, check_image, read_image
+from vision_synth.scene.texture_bank import TextureBank
 from vision_synth.scene.textures import make_texture
 from vision_synth.spec import uniform
 
 
 class TextureBackgrounds:
-    def __init__(self, spec) -> None:
+    """Procedural textures for H×W images of run `seed`: from the texture bank (built here, once), or
+    each drawn anew when the spec says `bank: false`."""
+
+    def __init__(self, spec, seed: int, height: int, width: int) -> None:
         self.textures = list(spec.textures)
+        self.bank = TextureBank(seed, self.textures, height, width) if spec.bank else None
 
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None, str]:
         name = self.textures[int(rng.integers(len(self.textures)))]
-        return make_texture(name, rng, height, width), None, f"texture:{name}"
+        if self.bank is None:
+            return make_texture(name, rng, height, width), None, f"texture:{name}"
+        if (height, width) != (self.bank.height, self.bank.width):
+            raise ValueError(f"the texture bank was built for {self.bank.height}×{self.bank.width} images, "
+                             f"not {height}×{width}")
+        return self.bank.draw(name, rng)[0], None, f"texture:{name}"
 
 
 def find_images(pattern: Path) -> list[Path]:
@@ -77,5 +87,6 @@ class ImageBackgrounds:
         return np.ascontiguousarray(image), region, f"image:{path.name}"
 
 
-def make_backgrounds(spec, resolve):
-    return TextureBackgrounds(spec) if spec.kind == "texture" else ImageBackgrounds(spec, resolve)
+def make_backgrounds(spec, resolve, seed: int, height: int, width: int):
+    """The backgrounds of H×W images of run `seed`."""
+    return TextureBackgrounds(spec, seed, height, width) if spec.kind == "texture" else ImageBackgrounds(spec, resolve)

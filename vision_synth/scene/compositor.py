@@ -14,7 +14,7 @@ from vision_synth.scene.defects import make_defect
 from vision_synth.imageio import check_image, read_image
 from vision_synth.scene.objects import load_coco_crops, load_sprite_folder, object_layer
 from vision_synth.scene.placement import PlacementRules, Request, place_instances
-from vision_synth.seeding import rng_for
+from vision_synth.seeding import BACKGROUND_STREAM, rng_for
 from vision_synth.spec import integer
 from vision_synth.types import Instances, Provenance, Sample
 
@@ -43,7 +43,7 @@ class Compositor:
         scene = config.scene
         self.height, self.width = config.image.height, config.image.width
         self.category_ids = config.category_ids
-        self.backgrounds = make_backgrounds(scene.background, scene.resolve)
+        self.backgrounds = make_backgrounds(scene.background, scene.resolve, config.seed, self.height, self.width)
         self.cutouts = [self._load_cutouts(obj, scene) for obj in scene.objects]
         self.region = self._load_region(scene)
         p = scene.placement
@@ -86,11 +86,12 @@ class Compositor:
         return Layout(index, self.config.seed, background, image, instances, bg_name)
 
     def _compose(self, index: int, keep_background: bool):
-        """(image, instances, background name, background or None): every draw from rng_for(seed, index)."""
+        """(image, instances, background name, background or None): every draw from rng_for(seed, index),
+        the background's from a sub-stream of its own (so the instances do not depend on it)."""
         config, scene = self.config, self.config.scene
         rng = rng_for(config.seed, index)
         hw = (self.height, self.width)
-        background, bg_region, bg_name = self.backgrounds.draw(rng, *hw)
+        background, bg_region, bg_name = self.backgrounds.draw(rng_for(config.seed, index, BACKGROUND_STREAM), *hw)
         region = self.region if bg_region is None else (bg_region if self.region is None else bg_region & self.region)
 
         objects = []

@@ -23,9 +23,10 @@ from vision_synth.masks import box_slices
 from vision_synth.scene.layers import Layer
 from vision_synth.spec import (
     CountRange,
-    NonNegativeRange,
-    PositiveIntRange,
-    PositiveRange,
+    NonNegativeScaleRange,
+    PixelRange,
+    PositiveCountRange,
+    ScaleRange,
     Spec,
     UnitRange,
     integer,
@@ -46,9 +47,9 @@ class ScratchSpec(_DefectSpec):
     """A thin curved line, tapered at both ends, lighter or darker than the surface."""
 
     kind: Literal["scratch"] = "scratch"
-    length: PositiveRange = Field((0.15, 0.5), description="end-to-end length, fraction of s")
-    width: PositiveRange = Field((1.5, 4.0), description="pixels at the widest point")
-    curvature: NonNegativeRange = Field((0.0, 0.3), description="Bézier control offset, fraction of length")
+    length: ScaleRange = Field((0.15, 0.5), description="end-to-end length, fraction of s")
+    width: PixelRange = Field((1.5, 4.0), description="pixels at the widest point")
+    curvature: NonNegativeScaleRange = Field((0.0, 0.3), description="Bézier control offset, fraction of length")
     tone: Tone = "any"
     contrast: UnitRange = (0.25, 0.6)
 
@@ -57,8 +58,8 @@ class CrackSpec(_DefectSpec):
     """A thin dark jagged line growing both ways from a point, with side branches."""
 
     kind: Literal["crack"] = "crack"
-    length: PositiveRange = Field((0.1, 0.35), description="trunk length, fraction of s")
-    width: PositiveRange = Field((1.0, 2.5), description="pixels at the origin, thinning toward the tips")
+    length: ScaleRange = Field((0.1, 0.35), description="trunk length, fraction of s")
+    width: PixelRange = Field((1.0, 2.5), description="pixels at the origin, thinning toward the tips")
     branches: CountRange = (0, 3)
     contrast: UnitRange = (0.35, 0.7)
 
@@ -67,7 +68,7 @@ class StainSpec(_DefectSpec):
     """An irregular semi-transparent tinted blob."""
 
     kind: Literal["stain"] = "stain"
-    size: PositiveRange = Field((0.05, 0.15), description="diameter, fraction of s")
+    size: ScaleRange = Field((0.05, 0.15), description="diameter, fraction of s")
     opacity: UnitRange = (0.3, 0.7)
     colors: tuple[RGB, ...] = Field(
         ((110, 75, 40), (60, 55, 50), (190, 160, 80), (150, 85, 45)),
@@ -80,7 +81,7 @@ class PitSpec(_DefectSpec):
     """A small dark hole with its inner wall lit on one side."""
 
     kind: Literal["pit"] = "pit"
-    radius: PositiveRange = Field((2.0, 6.0), description="pixels")
+    radius: PixelRange = Field((2.0, 6.0), description="pixels")
     contrast: UnitRange = (0.4, 0.8)
 
 
@@ -88,7 +89,7 @@ class DentSpec(_DefectSpec):
     """A shallow depression seen only through its shading: darker on one side, lighter on the other."""
 
     kind: Literal["dent"] = "dent"
-    size: PositiveRange = Field((0.04, 0.12), description="diameter, fraction of s")
+    size: ScaleRange = Field((0.04, 0.12), description="diameter, fraction of s")
     contrast: UnitRange = Field((0.15, 0.4), description="strength of the shading (how deep it looks)")
 
 
@@ -96,9 +97,9 @@ class ParticlesSpec(_DefectSpec):
     """Contamination: a cluster of small dots, labelled as one instance (a multi-part mask)."""
 
     kind: Literal["particles"] = "particles"
-    dots: PositiveIntRange = Field((5, 30), description="dots in the cluster (`count` is clusters per image)")
-    spread: PositiveRange = Field((0.02, 0.08), description="cluster radius, fraction of s")
-    dot_radius: PositiveRange = Field((0.7, 2.0), description="pixels")
+    dots: PositiveCountRange = Field((5, 30), description="dots in the cluster (`count` is clusters per image)")
+    spread: ScaleRange = Field((0.02, 0.08), description="cluster radius, fraction of s")
+    dot_radius: PixelRange = Field((0.7, 2.0), description="pixels")
     tone: Tone = "any"
     contrast: UnitRange = (0.4, 0.8)
 
@@ -276,8 +277,9 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     width = uniform(rng, spec.width)
     bend = uniform(rng, spec.curvature)
     # cubic Bézier in a local frame along x: a C (same-side controls) or an S (opposite sides)
-    sides = np.where(rng.random(2) < 0.5, -1.0, 1.0) * np.array([1.0, float(rng.uniform(0.3, 1.0))])
-    controls = np.array([[0.0, 0.0], [length / 3, bend * length * sides[0]], [2 * length / 3, bend * length * sides[1]], [length, 0.0]])
+    first, second = (-1.0 if u < 0.5 else 1.0 for u in rng.random(2).tolist())
+    second *= float(rng.uniform(0.3, 1.0))
+    controls = np.array([[0.0, 0.0], [length / 3, bend * length * first], [2 * length / 3, bend * length * second], [length, 0.0]])
     controls = controls @ _rotation(float(rng.uniform(0.0, 2 * math.pi)))
     basis, taper = _bezier(max(8, int(length / 2.5)))
     (points,) = _fit([basis @ controls], width / 2 + 2, image_hw)
@@ -340,17 +342,24 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     return (alpha, *_toward("dark", strength))
 
 
+# the stain outline's 96 polar angles, the harmonics 1..6 of its wandering radius, and k·angle
+_PHI = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
+_HARMONICS = np.arange(1, 7)[:, None]
+_K_PHI = _HARMONICS * _PHI
+_UNIT_CIRCLE = np.stack([np.cos(_PHI), np.sin(_PHI)], axis=1)
+for _a in (_PHI, _HARMONICS, _K_PHI, _UNIT_CIRCLE):
+    _a.flags.writeable = False
+
+
 def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     short = min(image_hw)
     radius = uniform(rng, spec.size) * short / 2
     # polar blob: the radius wanders with a few low harmonics (their sum stays above −0.6)
-    phi = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
-    k = np.arange(1, 7)[:, None]
-    amps = rng.uniform(0.0, 0.25, (6, 1)) / k
+    amps = rng.uniform(0.0, 0.25, (6, 1)) / _HARMONICS
     phases = rng.uniform(0.0, 2 * math.pi, (6, 1))
-    r = radius * (1.0 + (amps * np.cos(k * phi + phases)).sum(axis=0))
-    r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(phi - rng.uniform(0.0, math.pi)))  # a little elongated
-    (outline,) = _fit([np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)], 2.0, image_hw)
+    r = radius * (1.0 + (amps * np.cos(_K_PHI + phases)).sum(axis=0))
+    r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(_PHI - rng.uniform(0.0, math.pi)))  # a little elongated
+    (outline,) = _fit([_UNIT_CIRCLE * r[:, None]], 2.0, image_hw)
     canvas = _Canvas(outline, 2.0)
     canvas.fill(outline)
     coverage = canvas.coverage()

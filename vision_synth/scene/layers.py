@@ -58,9 +58,12 @@ class Layer:
         """(G, O), both h×w×3 float32: the pasted pixels are `under · G + O`, i.e. alpha folded in
         once (G = 1 − alpha·(1 − gain), O = alpha·offset), so pasting is two OpenCV calls.
         O is None when the offset is zero (a layer that only darkens)."""
+        offset = np.asarray(self.offset, np.float32)
+        if np.ndim(self.gain) == 0 and self.gain == 0.0 and offset.ndim == 3 and offset.shape[2] == 3:
+            alpha = cv2.merge([self.alpha, self.alpha, self.alpha])  # an opaque colour layer (a sprite)
+            return 1.0 - alpha, cv2.multiply(alpha, offset)
         gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32))
         np.subtract(1.0, gain, out=gain)
-        offset = np.asarray(self.offset, np.float32)
         if offset.ndim == 0 and offset == 0.0:
             return gain, None
         return gain, _times_alpha(self.alpha, offset)

@@ -115,7 +115,7 @@ def load_coco_crops(annotations: Path, images: Path, category: str) -> list[Cuto
         anns = [a for a in dataset.annotations_of(image["id"]) if a["category_id"] == ids[0]]
         if not anns:
             continue
-        pixels = read_image(dataset.image_file(image)).astype(np.float32)
+        pixels = dataset.read_image(image).astype(np.float32)
         inst = dataset.instances(image)
         for ann, mask, approx in zip(dataset.annotations_of(image["id"]), inst.masks, inst.attributes["approximate"]):
             if ann["category_id"] != ids[0] or ann.get("iscrowd", 0) or approx:
@@ -148,11 +148,13 @@ def jitter_colors(rgb: np.ndarray, rng: np.random.Generator, jitter) -> np.ndarr
 def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, int],
           pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Scale (longest side = scale × image's shorter side), rotate and flip `cutout` onto a canvas
-    that holds the result plus `pad` pixels each side: (straight colours h×w×3, alpha h×w),
-    float32. One warp of straight RGBA (see `Cutout.level`); the flip is folded into it. Within
+    that holds the result plus `pad` pixels each side: (straight colours h×w×3, a view, and alpha
+    h×w), float32. One warp of straight RGBA (see `Cutout.level`); the flip is folded into it. Within
     `pad` of the object the colours are its edge colours (outside the source's margin they would
     be black, so a margin too narrow for `pad` is widened first)."""
-    longest = uniform(rng, spec.scale) * min(image_hw)
+    # at least a pixel: a smaller object is its most opaque pixel anyway, and widening the margin for
+    # `pad` at a vanishing factor would take pad / factor source pixels
+    longest = max(1.0, uniform(rng, spec.scale) * min(image_hw))
     factor = longest / max(cutout.alpha.shape)
     angle = uniform(rng, spec.rotation)
     flip = spec.flip and rng.random() < 0.5
@@ -171,8 +173,8 @@ def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, i
         matrix[0] *= -1.0
         matrix[0, 2] += out_w - 1
     warped = cv2.warpAffine(source, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    *rgb, alpha = cv2.split(warped.reshape(out_h, out_w, 4))
-    return cv2.merge(rgb), cv2.min(alpha, 1.0, dst=alpha)
+    warped = warped.reshape(out_h, out_w, 4)
+    return warped[..., :3], np.minimum(warped[..., 3], 1.0)  # colours as a view: the caller crops them
 
 
 def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, int]) -> Cutout:

@@ -105,7 +105,10 @@ def _find_spot(request, mask, area, labels, visible, full, rng, rules):
             x = int(rng.integers(0, width - w + 1))
         if request.region is not None and not request.region[y : y + h, x : x + w][mask].all():
             continue
-        beneath = labels[y : y + h, x : x + w][mask]
+        window = labels[y : y + h, x : x + w]
+        if not window.any():  # nothing placed there yet: the usual case, and the cheapest test
+            return y, x, None
+        beneath = window[mask]
         over = np.count_nonzero(beneath)
         if over > rules.max_overlap * area:
             continue
@@ -156,14 +159,13 @@ def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int
 def _collect(labels, placed, keep, visible, full, amodal: bool) -> Instances:
     height, width = labels.shape
     n = len(keep)
-    masks = np.empty((n, height, width), bool)
+    masks = labels[None] == np.asarray(keep, labels.dtype)[:, None, None]  # one pass over the label map
     amodal_masks = np.zeros((n, height, width), bool) if amodal else None
     cats = np.zeros(n, np.int64)
     occlusion = np.zeros(n, np.float32)
     sources = np.empty(n, dtype=object)
     for row, k in enumerate(keep):
         request, y, x = placed[k - 1]
-        np.equal(labels, k, out=masks[row])  # one pass writes every pixel: cheaper than zeroing first
         if amodal_masks is not None:
             h, w = request.layer.shape
             amodal_masks[row, y : y + h, x : x + w] = request.layer.mask

@@ -1,14 +1,18 @@
 """Seeded procedural backgrounds: brushed metal, cast metal, wood, woven fabric, painted plastic.
 
-Every texture is a scalar field in [0, 1] mapped onto a two-colour ramp. To stay within a couple
-of milliseconds at 512×512, noise is drawn on small grids and upsampled with cv2, and oriented
-patterns (streaks, grain, weave) are built once in their own axes on a small source array and
-rotated into place with a single `cv2.warpAffine`.
+Every texture is a scalar *field* in [0, 1] mapped onto a two-colour *ramp*. `make_texture` draws
+both for one image; the texture bank (`scene/texture_bank.py`) draws the fields once per process
+and each image its own crop, ramp and lighting. Feature sizes (ring spacing, noise cells) follow
+the image's size, not the field's, so a field drawn larger than the image is the same texture,
+only more of it. To stay within a couple of milliseconds at 512×512, noise is drawn on small grids
+and upsampled with cv2, and oriented patterns (streaks, grain, weave) are built once in their own
+axes on a small source array and rotated into place with a single `cv2.warpAffine`.
 """
 
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from typing import Callable
 
@@ -17,14 +21,36 @@ import numpy as np
 
 TEXTURES: tuple[str, ...] = ("brushed_metal", "cast_metal", "wood", "fabric", "painted")
 
+Ramp = tuple[np.ndarray, np.ndarray]  # (dark, light): RGB colours, 0..255 float32
+
 
 def make_texture(name: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """An H×W×3 uint8 RGB image of texture `name`; all randomness comes from `rng`."""
-    if name not in _MAKERS:
+    field = texture_field(name, rng, (height, width), (height, width))
+    if name == "painted":  # its shading (gradient, vignette) is part of every painted image
+        field *= painted_light(rng, int(height), int(width))
+    return _colorize(field, *texture_ramp(name, rng))
+
+
+def texture_field(name: str, rng: np.random.Generator, size: tuple[int, int], image_hw: tuple[int, int]) -> np.ndarray:
+    """The field of texture `name` (float32, `size` = rows, cols; values about [0, 1], clipped when
+    coloured) with the feature sizes of an image of `image_hw`; painted's without its shading."""
+    texture_index(name)
+    if min(size) < 1 or min(image_hw) < 1:
+        raise ValueError(f"texture size must be positive, got {size[0]}×{size[1]}")
+    return _FIELDS[name](rng, int(size[0]), int(size[1]), (int(image_hw[0]), int(image_hw[1])))
+
+
+def texture_index(name: str) -> int:
+    """The place of `name` in TEXTURES (an error naming the known ones when it is not there)."""
+    if name not in TEXTURES:
         raise ValueError(f"unknown texture {name!r}; expected one of {', '.join(TEXTURES)}")
-    if height < 1 or width < 1:
-        raise ValueError(f"texture size must be positive, got {height}×{width}")
-    return _MAKERS[name](rng, int(height), int(width))
+    return TEXTURES.index(name)
+
+
+def texture_ramp(name: str, rng: np.random.Generator) -> Ramp:
+    """The (dark, light) colours of one image of texture `name`."""
+    return _RAMPS[name](rng)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -113,10 +139,51 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array([r, g, b], np.float32) * 255.0
 
 
-# ---------------------------------------------------------------- textures
+# ---------------------------------------------------------------- lighting
 
 
-def _brushed_metal(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def lighting(rng: np.random.Generator, height: int, width: int, gradient: tuple[float, float],
+             vignette: tuple[float, float]) -> np.ndarray:
+    """A smooth gain map of an H×W image on a coarse grid (at most 33×33, float32; upsample it
+    bilinearly): 1 + g·(x cos φ + y sin φ) − v·(x² + y²), x and y in [−1, 1] along the longer side,
+    φ uniform, g and v drawn from `gradient` and `vignette`."""
+    x, y, r2 = _light_grid(int(height), int(width))
+    direction = float(rng.uniform(0.0, 2 * math.pi))
+    g = float(rng.uniform(*gradient))
+    v = float(rng.uniform(*vignette))
+    gain = (x * np.float32(g * math.cos(direction))) + (y * np.float32(g * math.sin(direction)))
+    gain -= r2 * np.float32(v)
+    gain += np.float32(1.0)
+    return gain
+
+
+@functools.lru_cache(maxsize=16)
+def _light_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    gh, gw = min(max(2, height), 33), min(max(2, width), 33)
+    y = np.linspace(-1.0, 1.0, gh, dtype=np.float32)[:, None] * np.float32(height / max(height, width))
+    x = np.linspace(-1.0, 1.0, gw, dtype=np.float32)[None, :] * np.float32(width / max(height, width))
+    r2 = x * x + y * y
+    for a in (x, y, r2):
+        a.flags.writeable = False
+    return x, y, r2
+
+
+# painted parts are lit unevenly by construction: a gradient and a vignette of their 0.78 base shade
+PAINTED_LIGHT = ((0.05 / 0.78, 0.25 / 0.78), (0.05 / 0.78, 0.3 / 0.78))
+
+
+def painted_light(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """The H×W gain (float32) of a painted surface's gradient and vignette."""
+    gain = lighting(rng, height, width, *PAINTED_LIGHT)
+    return cv2.resize(gain, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+# ---------------------------------------------------------------- fields and ramps
+# A field maker takes (rng, rows, cols, image_hw): the field's own size, and the size of the image
+# whose feature scale it has.
+
+
+def _brushed_metal(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
     angle = float(rng.uniform(0.0, math.pi))
     step_u, step_v = 8.0, float(rng.uniform(0.8, 1.4))  # u along the brushing, v across (streak pitch)
     rows, cols = _oriented_frame(height, width, angle, step_u, step_v)
@@ -126,23 +193,27 @@ def _brushed_metal(rng: np.random.Generator, height: int, width: int) -> np.ndar
     source *= 0.06
     coarse = _noise(rng, (_cells(rows, 6.0), _cells(along_px, streak * 3)), (rows, cols))
     cv2.scaleAdd(coarse, 0.05, source, dst=source)
-    # anisotropic reflection: a soft highlight band across the streaks, i.e. varying along u
-    u = np.linspace(-0.5, 0.5, cols, dtype=np.float32)
+    # anisotropic reflection: a soft highlight band across the streaks, i.e. varying along u, once
+    # per image extent along u (so a field larger than the image has one per image-sized stretch)
+    extent = image_hw[1] * abs(math.cos(angle)) + image_hw[0] * abs(math.sin(angle))
+    u = (np.arange(cols, dtype=np.float32) - (cols - 1) / 2.0) * np.float32(step_u / extent)
     centre, spread = float(rng.uniform(-0.35, 0.35)), float(rng.uniform(0.12, 0.35))
-    band = float(rng.uniform(0.08, 0.22)) * np.exp(-(((u - centre) / spread) ** 2))
-    source += (band + (0.5 - 0.5 * float(band.mean())))[None, :]
-    field = _rotate_into_image(source, height, width, angle, step_u, step_v)
+    offset = u - centre
+    offset -= np.round(offset)  # wrapped into [−0.5, 0.5]
+    band = float(rng.uniform(0.08, 0.22)) * np.exp(-((offset / spread) ** 2))
+    source += (band + (0.5 - 0.5 * float(band[np.abs(u) <= 0.5].mean())))[None, :]
+    return _rotate_into_image(source, height, width, angle, step_u, step_v)
 
+
+def _brushed_metal_ramp(rng: np.random.Generator) -> Ramp:
     grey = float(rng.uniform(120.0, 190.0))
     tint = rng.uniform(-6.0, 6.0, 3).astype(np.float32) + float(rng.uniform(-6.0, 6.0)) * np.array([-1, 0, 1], np.float32)
-    dark = np.clip(grey * 0.45 + tint, 0, 255)
-    light = np.clip(grey * 1.45 + tint, 0, 255)
-    return _colorize(field, dark, light)
+    return np.clip(grey * 0.45 + tint, 0, 255), np.clip(grey * 1.45 + tint, 0, 255)
 
 
-def _cast_metal(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    short = min(height, width)
-    # multi-octave value noise built as a pyramid up to a quarter of the image
+def _cast_metal(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
+    short = min(image_hw)
+    # multi-octave value noise built as a pyramid up to a quarter of the field
     cells = float(rng.uniform(3.0, 7.0))
     grid = (max(2, round(cells * height / short)), max(2, round(cells * width / short)))
     field = _noise(rng, grid, grid)
@@ -169,12 +240,13 @@ def _cast_metal(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     levels = np.arange(256, dtype=np.float32) * (0.2 / 255.0) + 0.4
     levels[254:] -= 0.12
     field += cv2.LUT(grain, levels)
+    return field
 
+
+def _cast_metal_ramp(rng: np.random.Generator) -> Ramp:
     grey = float(rng.uniform(90.0, 170.0))
     warm = float(rng.uniform(-8.0, 10.0)) * np.array([1.0, 0.3, -1.0], np.float32)
-    dark = np.clip(grey * 0.3 + warm * 0.5, 0, 255)
-    light = np.clip(grey * 1.7 + warm, 0, 255)
-    return _colorize(field, dark, light)
+    return np.clip(grey * 0.3 + warm * 0.5, 0, 255), np.clip(grey * 1.7 + warm, 0, 255)
 
 
 def _ring_profile(rng: np.random.Generator, rings: int) -> np.ndarray:
@@ -192,9 +264,9 @@ def _ring_profile(rng: np.random.Generator, rings: int) -> np.ndarray:
     return np.clip(levels * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _wood(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _wood(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
     angle = float(rng.uniform(0.0, math.pi))  # grain direction
-    short = min(height, width)
+    short = min(image_hw)
     period = float(rng.uniform(0.02, 0.06)) * max(short, 160)  # ring spacing in pixels
     rings = 3  # rings per cycle of the profile table
     # the ring phase is smooth (distance across the grain plus a warp stretched along the grain),
@@ -211,14 +283,16 @@ def _wood(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     field = _rotate_into_image(phase, height, width, angle, step, step, reduce=4)  # phase is smooth
     index = field.astype(np.int32).astype(np.uint8)  # integer casts wrap: phase mod 256
     field = cv2.LUT(index, _ring_profile(rng, rings))
-    field = _uneven(rng, field, short / 5, 0.06, 1.0 / 255.0)
+    return _uneven(rng, field, short / 5, 0.06, 1.0 / 255.0)
 
+
+def _wood_ramp(rng: np.random.Generator) -> Ramp:
     hue = float(rng.uniform(18.0, 36.0))
     value = float(rng.uniform(0.55, 0.9))
     sat = float(rng.uniform(0.35, 0.65))
     light = _hsv(hue, sat, value)
     dark = _hsv(hue - float(rng.uniform(0.0, 8.0)), sat + 0.2, value * float(rng.uniform(0.3, 0.5)))
-    return _colorize(field, dark, light)
+    return dark, light
 
 
 # weave repeats: True where the warp (vertical thread) lies on top
@@ -230,7 +304,7 @@ _WEAVES = (
 _THREADS = 20  # threads per tile: a multiple of every weave repeat; variation repeats this often
 
 
-def _fabric(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _fabric(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
     angle = float(rng.uniform(0.0, math.pi))
     weave = _WEAVES[(0, 0, 1, 1, 2)[int(rng.integers(5))]]
     pitch = int(rng.integers(3, 9))  # thread width in pixels
@@ -251,47 +325,57 @@ def _fabric(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     rows, cols = _oriented_frame(height, width, angle, 1.0, 1.0)
     source = cv2.repeat(tile, -(-rows // tile.shape[0]), -(-cols // tile.shape[1]))
     field = _rotate_into_image(source, height, width, angle, 1.0, 1.0)
-    field = _uneven(rng, field, min(height, width) / 4, 0.1, 0.8 / 220.0)
+    field = _uneven(rng, field, min(image_hw) / 4, 0.1, 0.8 / 220.0)
     field += 0.1
+    return field
 
+
+def _fabric_ramp(rng: np.random.Generator) -> Ramp:
     hue = float(rng.uniform(0.0, 360.0))
     sat = float(rng.uniform(0.15, 0.75))
     value = float(rng.uniform(0.35, 0.95))
     light = _hsv(hue + float(rng.uniform(-15.0, 15.0)), sat * float(rng.uniform(0.5, 1.0)), value)
-    dark = _hsv(hue, min(1.0, sat * 1.2), value * 0.25)
-    return _colorize(field, dark, light)
+    return _hsv(hue, min(1.0, sat * 1.2), value * 0.25), light
 
 
-def _painted(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    # everything here is smooth or faint, so it is built at half resolution and upsampled once
+_PAINT_HEADROOM = 1.28  # the ramp runs from black to colour × 1.28, read at shade / 1.28
+
+
+def _painted(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
+    # everything here is smooth or faint, so it is built at half resolution and upsampled once;
+    # the shading (gradient, vignette) is the image's lighting, drawn apart (`painted_light`)
     hh, hw = max(2, (height + 1) // 2), max(2, (width + 1) // 2)
-    gh, gw = min(hh, 33), min(hw, 33)
-    y = np.linspace(-1.0, 1.0, gh, dtype=np.float32)[:, None] * (height / max(height, width))
-    x = np.linspace(-1.0, 1.0, gw, dtype=np.float32)[None, :] * (width / max(height, width))
-    direction = float(rng.uniform(0.0, 2 * math.pi))
-    gradient = float(rng.uniform(0.05, 0.25)) * (x * math.cos(direction) + y * math.sin(direction))
-    vignette = float(rng.uniform(0.05, 0.3)) * (x * x + y * y)
-    shade = cv2.resize(0.78 + gradient - vignette, (hw, hh), interpolation=cv2.INTER_LINEAR)
-    # slow unevenness, orange peel and a faint grain
-    short = min(hh, hw)
-    shade += 0.02 * _noise(rng, (_cells(hh, short / 3), _cells(hw, short / 3)), (hh, hw))
+    short = max(2, (min(image_hw) + 1) // 2)
+    # slow unevenness, orange peel and a faint grain over the base shade
+    shade = 0.02 * _noise(rng, (_cells(hh, short / 3), _cells(hw, short / 3)), (hh, hw))
     shade += 0.012 * _noise(rng, (_cells(hh, 3.0), _cells(hw, 3.0)), (hh, hw))
     shade += (rng.random((hh, hw), dtype=np.float32) - 0.5) * 0.02
+    shade += 0.78
     shade = cv2.resize(shade, (width, height), interpolation=cv2.INTER_LINEAR)
+    shade *= 1.0 / _PAINT_HEADROOM
+    return shade
 
+
+def _painted_ramp(rng: np.random.Generator) -> Ramp:
     hue = float(rng.uniform(0.0, 360.0))
     grey = rng.random() < 0.35  # industrial greys are common
     sat = float(rng.uniform(0.0, 0.12) if grey else rng.uniform(0.3, 0.85))
     colour = _hsv(hue, sat, float(rng.uniform(0.3, 0.95)))
-    # a ramp from black to colour×1.28, read at shade / 1.28, is the colour scaled by the shade
-    shade *= 1.0 / 1.28
-    return _colorize(shade, np.zeros(3, np.float32), colour * 1.28)
+    # a ramp from black is the colour scaled by the shade (and by the lighting, exactly)
+    return np.zeros(3, np.float32), colour * _PAINT_HEADROOM
 
 
-_MAKERS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+_FIELDS: dict[str, Callable[[np.random.Generator, int, int, tuple[int, int]], np.ndarray]] = {
     "brushed_metal": _brushed_metal,
     "cast_metal": _cast_metal,
     "wood": _wood,
     "fabric": _fabric,
     "painted": _painted,
+}
+_RAMPS: dict[str, Callable[[np.random.Generator], Ramp]] = {
+    "brushed_metal": _brushed_metal_ramp,
+    "cast_metal": _cast_metal_ramp,
+    "wood": _wood_ramp,
+    "fabric": _fabric_ramp,
+    "painted": _painted_ramp,
 }

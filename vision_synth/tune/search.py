@@ -36,7 +36,7 @@ import yaml
 
 from vision_synth import __version__
 from vision_synth.errors import ConfigError, DatasetError, VisionSynthError
-from vision_synth.files import dumps_json, write_atomic, write_json
+from vision_synth.files import dumps_json, remove_stale_stages_in, write_atomic, write_json
 from vision_synth.tune.candidates import Candidate, ensure_candidate, make_base
 from vision_synth.tune.space import design, rungs
 from vision_synth.tune.spec import SOURCE_KEY, UTILITY_PREFIX, TuneSpec
@@ -555,8 +555,8 @@ def _run_tune(spec: TuneSpec, out: Path, overwrite: bool, progress: bool) -> Tun
     search.prepare()  # every trial checked before anything is written or trained
     if state is None or state.is_main_process:
         prepare_output(out, spec, overwrite)
-        for tmp in (out / STATE_DIR).rglob(".*.tmp"):
-            tmp.unlink()  # a record a killed run was writing; measured again
+        for folder in (out, out / STATE_DIR, out / STATE_DIR / "units", out / STATE_DIR / "utility", out / "candidates"):
+            remove_stale_stages_in(folder)  # what a killed run was writing (records, candidates): made again
     if state is not None:
         state.wait_for_everyone()
     return search.run()
