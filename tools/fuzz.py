@@ -518,6 +518,29 @@ def _affordable(path: Path) -> Callable[[], bool]:
     return affordable
 
 
+def _small_work(kind: str, path: Path) -> Callable[[], bool]:
+    """Whether an augment spec or rare policy asks for little enough work to run in a fuzz run (a few
+    copies and pastes); one that does not load is run, so that the command reports it."""
+
+    def small() -> bool:
+        try:
+            if kind == "augment spec":
+                from vision_synth.augment.spec import load_augment_spec
+
+                spec = load_augment_spec(path)
+                return spec.slots <= 8 and (spec.copy_paste is None or spec.copy_paste.count[1] <= 16)
+            from vision_synth.rare.policy import load_policy
+
+            policy = load_policy(path)
+        except Exception:  # noqa: BLE001 - the command's own run judges it
+            return True
+        targets = [policy.target_per_class or 0, policy.rare_below or 0,
+                   *(c.target or 0 for c in policy.classes.values())]
+        return max(targets) <= 64 and policy.per_image[1] <= 16 and policy.max_attempts <= 16
+
+    return small
+
+
 def config_case(index: int, rng, root: Path, base: Base) -> Case:
     project = _project(root, base)
     kind = _pick(rng, ["dataset"] * 5 + ["scene"] * 2 + ["augment spec", "pipeline", "policy", "quality"])
@@ -549,13 +572,15 @@ def config_case(index: int, rng, root: Path, base: Base) -> Case:
         flag = "--spec" if kind == "augment spec" else "--pipeline"
         argv = ["augment", "--coco", str(ds / "annotations.json"), "--images", str(ds / "images"), flag, str(path),
                 "--out", str(out), "--format", "png", "--quiet"]
-        runs.append(Run("augment", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json"))
+        runs.append(Run("augment", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json",
+                        only_if=_small_work(kind, path) if kind == "augment spec" else None))
     elif kind == "policy":
         path = project / "configs" / "policy.yaml"
         path.write_bytes(data)
         argv = ["augment-rare", "--coco", str(ds / "annotations.json"), "--images", str(ds / "images"),
                 "--config", str(path), "--out", str(out), "--quiet"]
-        runs.append(Run("augment-rare", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json"))
+        runs.append(Run("augment-rare", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json",
+                        only_if=_small_work(kind, path)))
     else:  # quality
         path = project / "configs" / "quality.yaml"
         path.write_bytes(data)

@@ -157,6 +157,7 @@ class DatasetConfig(Spec):
 
     # the augmentation pipeline, loaded (and checked) with the config; hashed by content
     _pipeline: Any = PrivateAttr(default=None)
+    _source: str = PrivateAttr(default="config")  # the file it was read from (error messages name it)
 
     @field_validator("name")
     @classmethod
@@ -187,6 +188,11 @@ class DatasetConfig(Spec):
         if self.generator != "diffusion" and self.diffusion is not None:
             raise ValueError("diffusion: applies to generator: diffusion only")
         return self
+
+    @property
+    def source(self) -> str:
+        """The config file this was read from, for messages about its keys."""
+        return self._source
 
     @property
     def images_per_sample(self) -> int:
@@ -285,6 +291,7 @@ def load_config(path: str | Path, **overrides: Any) -> DatasetConfig:
         scene = load_scene(scene_file)
         data = {**data, "scene": scene}
     config = validate_spec(DatasetConfig, data, str(path))
+    config._source = str(path)
     if scene is None:  # inline scene: its paths are relative to the config file
         config.scene._base_dir = path.resolve().parent
         for key, value in _scene_paths(config.scene):
