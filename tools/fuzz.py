@@ -536,7 +536,7 @@ def _small_work(kind: str, path: Path) -> Callable[[], bool]:
             return True
         targets = [policy.target_per_class or 0, policy.rare_below or 0,
                    *(c.target or 0 for c in policy.classes.values())]
-        return max(targets) <= 64 and policy.per_image[1] <= 16 and policy.max_attempts <= 16
+        return max(targets) <= 64 and (policy.per_image or (1, 1))[1] <= 16 and policy.max_attempts <= 16
 
     return small
 
@@ -1031,13 +1031,21 @@ def fuzz_process(memory_gib: float = 3.0):
                 os.environ[key] = value
 
 
+def _affordable_run(run: Run) -> bool:
+    """`run.only_if()`, and True when the question itself fails (the run then shows what is wrong)."""
+    try:
+        return bool(run.only_if())
+    except Exception:  # noqa: BLE001
+        return True
+
+
 def run_case(case: Case, report: FuzzReport, timeout: float, twin: Case | None = None, verbose: bool = False) -> None:
     """Run (and judge) the case's commands in order, in its project folder; `twin`: a fresh copy of
     the case's input for the first run through a subprocess."""
     os.chdir(case.root / "project")
     succeeded = True
     for k, run in enumerate(case.runs):
-        if run.only_if is not None and not (succeeded and run.only_if()):
+        if run.only_if is not None and not (succeeded and _affordable_run(run)):
             report.add(Result(case.id, run.entry, "skipped", "", run.argv))
             continue
         if verbose:

@@ -16,11 +16,10 @@ from vision_synth.errors import ConfigError
 from vision_synth.quality.spec import QualitySpec
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
-from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, UnitRange, read_yaml,
-                               validate_spec)
+from vision_synth.spec import (NAME_MAX, BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, UnitRange,
+                               long_name, read_yaml, validate_spec)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-NAME_MAX = 255  # bytes in one file or folder name on the usual file systems (ext4, APFS, NTFS)
 TextureName = Literal[TEXTURES]  # type: ignore[valid-type]
 
 
@@ -253,7 +252,7 @@ def check_inside(source: Path | str, key: str, value: str, base: Path, root: Pat
     `root`, and one with a name longer than a file system allows. An absolute path (or ~) is the user's
     own choice and is kept; symlinks inside `root` are followed as usual (the check is on the text)."""
     p = Path(value).expanduser()
-    long = next((part for part in p.parts if len(part.encode()) > NAME_MAX), None)
+    long = long_name(value)
     if long is not None:
         raise ConfigError(f"{source}: {key}: the name {long[:24] + '…'!r} is {len(long.encode())} bytes, longer than "
                           f"a file name may be ({NAME_MAX})")
