@@ -81,8 +81,8 @@ class Run:
     out: Path | None = None
     watch: list[Path] = field(default_factory=list)
     writes: Path | None = None
-    # run only when the case's runs so far succeeded and this says yes (e.g. a config small enough to
-    # generate); otherwise the run is counted as skipped
+    # run only when the case's runs so far succeeded (else it is not a run) and this says yes (a config
+    # small enough to generate in a fuzz run; else it is counted as skipped)
     only_if: Callable[[], bool] | None = None
 
 
@@ -975,12 +975,12 @@ class FuzzReport:
         out = [f"fuzz seed {self.seed}: {sum(self.cases.values())} cases "
                f"({', '.join(f'{n} {f}' for f, n in self.cases.items())}), {total} runs in process, "
                f"{self.subprocess_runs} through a subprocess, {self.seconds:.0f} s",
-               f"{'entry point':<14}{'runs':>7}{'ok (0)':>9}{'error (2)':>11}{'rejected (3)':>14}{'skipped':>9}"
-               f"{'FAIL':>7}"]
+               f"{'entry point':<14}{'runs':>7}{'ok (0)':>9}{'error (2)':>11}{'rejected (3)':>14}{'FAIL':>7}"
+               f"{'too large, skipped':>20}"]
         for entry in ENTRY_POINTS:
             c = self.outcomes.get(entry, Counter())
             out.append(f"{entry:<14}{sum(c.values()) - c['skipped']:>7}{c['ok']:>9}{c['error']:>11}{c['rejected']:>14}"
-                       f"{c['skipped']:>9}{c['FAIL']:>7}")
+                       f"{c['FAIL']:>7}{c['skipped']:>20}")
         return out
 
 
@@ -1045,9 +1045,12 @@ def run_case(case: Case, report: FuzzReport, timeout: float, twin: Case | None =
     os.chdir(case.root / "project")
     succeeded = True
     for k, run in enumerate(case.runs):
-        if run.only_if is not None and not (succeeded and _affordable_run(run)):
-            report.add(Result(case.id, run.entry, "skipped", "", run.argv))
-            continue
+        if run.only_if is not None:
+            if not succeeded:  # (validate refused the config: there is nothing to generate)
+                continue
+            if not _affordable_run(run):
+                report.add(Result(case.id, run.entry, "skipped", "", run.argv))
+                continue
         if verbose:
             print(f"$ vision-synth {' '.join(run.argv)}")
             code, out, err, escaped = call_main(run.argv, timeout)
