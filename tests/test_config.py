@@ -63,7 +63,8 @@ BAD = [
     ({"scene": inline_scene(blending={"feather": float("inf")})}, "scene.blending.feather", "finite number"),
     ({"scene": inline_scene(defects=[defect(curvature=[0, float("nan")])])}, "scene.defects[0].curvature",
      "finite number"),
-    ({"categories": [{"id": 2**63, "name": "scratch"}]}, "categories[0].id", "less than or equal to 9223372036854775807"),
+    ({"categories": [{"id": 2**63, "name": "scratch"}]}, "categories[0].id",
+     "less than or equal to 9223372036854775807"),
     ({"categories": [{"id": 1, "name": "scr\natch"}, {"id": 2, "name": "pit"}]}, "scene.defects[0].category",
      "unknown category 'scratch' (categories: scr\\natch, pit)"),
 ]
@@ -171,3 +172,32 @@ def test_every_shipped_config_validates():
 
     for path in sorted((REPO / "configs" / "quality").glob("*.yaml")):  # runnable as they are: no reference needed
         check_quality_inputs(load_quality_spec(path))
+
+
+def test_an_error_about_a_diffusion_config_key_names_the_config(tmp_path, monkeypatch, capsys):
+    """diffusion.model and diffusion.prompts are checked when the generator is built; the message names
+    the config file as every other config error does (found by tools/fuzz.py)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = yaml.safe_load((REPO / "configs" / "diffusion_inpaint.yaml").read_text())
+    data["diffusion"]["model"] = "no_such_model_folder"
+    path = tmp_path / "configs" / "diffusion.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: diffusion.model 'no_such_model_folder': folder not found\n"
+
+
+@pytest.mark.parametrize("model, words", [
+    ("d" * 300,
+     "diffusion.model: the name 'dddddddddddddddddddddddd…' is 300 bytes, longer than a file name may be (255)"),
+    ("models/a\x00b", "diffusion.model: a path cannot hold a NUL character"),
+])
+def test_a_model_path_no_file_system_holds_is_refused_where_it_is_written(tmp_path, capsys, model, words):
+    """Before, the name reached the file system (an OSError naming only the name; a NUL byte a ValueError)."""
+    data = yaml.safe_load((REPO / "configs" / "diffusion_inpaint.yaml").read_text())
+    data["diffusion"]["model"] = model
+    path = tmp_path / "configs" / "diffusion.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: {words}\n"

@@ -81,8 +81,8 @@ class Run:
     out: Path | None = None
     watch: list[Path] = field(default_factory=list)
     writes: Path | None = None
-    # run only when the case's runs so far succeeded and this says yes (e.g. a config small enough to
-    # generate); otherwise the run is counted as skipped
+    # run only when the case's runs so far succeeded (else it is not a run) and this says yes (a config
+    # small enough to generate in a fuzz run; else it is counted as skipped)
     only_if: Callable[[], bool] | None = None
 
 
@@ -518,6 +518,29 @@ def _affordable(path: Path) -> Callable[[], bool]:
     return affordable
 
 
+def _small_work(kind: str, path: Path) -> Callable[[], bool]:
+    """Whether an augment spec or rare policy asks for little enough work to run in a fuzz run (a few
+    copies and pastes); one that does not load is run, so that the command reports it."""
+
+    def small() -> bool:
+        try:
+            if kind == "augment spec":
+                from vision_synth.augment.spec import load_augment_spec
+
+                spec = load_augment_spec(path)
+                return spec.slots <= 8 and (spec.copy_paste is None or spec.copy_paste.count[1] <= 16)
+            from vision_synth.rare.policy import load_policy
+
+            policy = load_policy(path)
+        except Exception:  # noqa: BLE001 - the command's own run judges it
+            return True
+        targets = [policy.target_per_class or 0, policy.rare_below or 0,
+                   *(c.target or 0 for c in policy.classes.values())]
+        return max(targets) <= 64 and (policy.per_image or (1, 1))[1] <= 16 and policy.max_attempts <= 16
+
+    return small
+
+
 def config_case(index: int, rng, root: Path, base: Base) -> Case:
     project = _project(root, base)
     kind = _pick(rng, ["dataset"] * 5 + ["scene"] * 2 + ["augment spec", "pipeline", "policy", "quality"])
@@ -549,13 +572,15 @@ def config_case(index: int, rng, root: Path, base: Base) -> Case:
         flag = "--spec" if kind == "augment spec" else "--pipeline"
         argv = ["augment", "--coco", str(ds / "annotations.json"), "--images", str(ds / "images"), flag, str(path),
                 "--out", str(out), "--format", "png", "--quiet"]
-        runs.append(Run("augment", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json"))
+        runs.append(Run("augment", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json",
+                        only_if=_small_work(kind, path) if kind == "augment spec" else None))
     elif kind == "policy":
         path = project / "configs" / "policy.yaml"
         path.write_bytes(data)
         argv = ["augment-rare", "--coco", str(ds / "annotations.json"), "--images", str(ds / "images"),
                 "--config", str(path), "--out", str(out), "--quiet"]
-        runs.append(Run("augment-rare", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json"))
+        runs.append(Run("augment-rare", _out_state(root, rng, out, argv), out, [ds], out / "annotations.json",
+                        only_if=_small_work(kind, path)))
     else:  # quality
         path = project / "configs" / "quality.yaml"
         path.write_bytes(data)
@@ -950,12 +975,12 @@ class FuzzReport:
         out = [f"fuzz seed {self.seed}: {sum(self.cases.values())} cases "
                f"({', '.join(f'{n} {f}' for f, n in self.cases.items())}), {total} runs in process, "
                f"{self.subprocess_runs} through a subprocess, {self.seconds:.0f} s",
-               f"{'entry point':<14}{'runs':>7}{'ok (0)':>9}{'error (2)':>11}{'rejected (3)':>14}{'skipped':>9}"
-               f"{'FAIL':>7}"]
+               f"{'entry point':<14}{'runs':>7}{'ok (0)':>9}{'error (2)':>11}{'rejected (3)':>14}{'FAIL':>7}"
+               f"{'too large, skipped':>20}"]
         for entry in ENTRY_POINTS:
             c = self.outcomes.get(entry, Counter())
             out.append(f"{entry:<14}{sum(c.values()) - c['skipped']:>7}{c['ok']:>9}{c['error']:>11}{c['rejected']:>14}"
-                       f"{c['skipped']:>9}{c['FAIL']:>7}")
+                       f"{c['FAIL']:>7}{c['skipped']:>20}")
         return out
 
 
@@ -1006,15 +1031,26 @@ def fuzz_process(memory_gib: float = 3.0):
                 os.environ[key] = value
 
 
+def _affordable_run(run: Run) -> bool:
+    """`run.only_if()`, and True when the question itself fails (the run then shows what is wrong)."""
+    try:
+        return bool(run.only_if())
+    except Exception:  # noqa: BLE001
+        return True
+
+
 def run_case(case: Case, report: FuzzReport, timeout: float, twin: Case | None = None, verbose: bool = False) -> None:
     """Run (and judge) the case's commands in order, in its project folder; `twin`: a fresh copy of
     the case's input for the first run through a subprocess."""
     os.chdir(case.root / "project")
     succeeded = True
     for k, run in enumerate(case.runs):
-        if run.only_if is not None and not (succeeded and run.only_if()):
-            report.add(Result(case.id, run.entry, "skipped", "", run.argv))
-            continue
+        if run.only_if is not None:
+            if not succeeded:  # (validate refused the config: there is nothing to generate)
+                continue
+            if not _affordable_run(run):
+                report.add(Result(case.id, run.entry, "skipped", "", run.argv))
+                continue
         if verbose:
             print(f"$ vision-synth {' '.join(run.argv)}")
             code, out, err, escaped = call_main(run.argv, timeout)

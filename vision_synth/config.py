@@ -16,11 +16,10 @@ from vision_synth.errors import ConfigError
 from vision_synth.quality.spec import QualitySpec
 from vision_synth.scene.defects import DefectSpec
 from vision_synth.scene.textures import TEXTURES
-from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, UnitRange,
-                               read_yaml, validate_spec, with_key_paths)
+from vision_synth.spec import (NAME_MAX, BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, UnitRange,
+                               long_name, read_yaml, validate_spec, with_key_paths)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-NAME_MAX = 255  # bytes in one file or folder name on the usual file systems (ext4, APFS, NTFS)
 TextureName = Literal[TEXTURES]  # type: ignore[valid-type]
 
 
@@ -160,6 +159,7 @@ class DatasetConfig(Spec):
 
     # the augmentation pipeline, loaded (and checked) with the config; hashed by content
     _pipeline: Any = PrivateAttr(default=None)
+    _source: str = PrivateAttr(default="config")  # the file it was read from (error messages name it)
 
     @field_validator("name")
     @classmethod
@@ -190,6 +190,11 @@ class DatasetConfig(Spec):
         if self.generator != "diffusion" and self.diffusion is not None:
             raise ValueError("diffusion: applies to generator: diffusion only")
         return self
+
+    @property
+    def source(self) -> str:
+        """The config file this was read from, for messages about its keys."""
+        return self._source
 
     @property
     def images_per_sample(self) -> int:
@@ -250,7 +255,7 @@ def check_inside(source: Path | str, key: str, value: str, base: Path, root: Pat
     `root`, and one with a name longer than a file system allows. An absolute path (or ~) is the user's
     own choice and is kept; symlinks inside `root` are followed as usual (the check is on the text)."""
     p = Path(value).expanduser()
-    long = next((part for part in p.parts if len(part.encode()) > NAME_MAX), None)
+    long = long_name(value)
     if long is not None:
         raise ConfigError(f"{source}: {key}: the name {long[:24] + '…'!r} is {len(long.encode())} bytes, longer than "
                           f"a file name may be ({NAME_MAX})")
@@ -308,6 +313,7 @@ def load_config(path: str | Path, edits: dict[str, Any] | None = None, **overrid
         scene = load_scene(scene_file, scene_edits)
         data = {**data, "scene": scene}
     config = validate_spec(DatasetConfig, data, str(path))
+    config._source = str(path)
     if scene is None:  # inline scene: its paths are relative to the config file
         config.scene._base_dir = path.resolve().parent
         for key, value in _scene_paths(config.scene):

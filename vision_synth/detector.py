@@ -233,7 +233,7 @@ class _Pool:
         for image in dataset.images:
             anns = [a for a in dataset.annotations_of(image["id"])
                     if not a.get("iscrowd", 0) and names[a["category_id"]] in label_of_name]
-            xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+            xywh = np.array([dataset.box_of(a) for a in anns], np.float32).reshape(-1, 4)
             w, h = image["width"], image["height"]
             xyxy = np.clip(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1), 0, [w, h, w, h])
             keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # what albumentations can carry

@@ -160,7 +160,12 @@ def make_generator(config):
     if config.generator == "diffusion":
         from vision_synth.diffusion import DiffusionGenerator
 
-        generator = DiffusionGenerator(config)
+        try:
+            generator = DiffusionGenerator(config)
+        except VisionSynthError as exc:  # about the config's own keys (diffusion.model, ...): name its file
+            if str(exc).startswith(("/", config.source)):
+                raise
+            raise type(exc)(f"{config.source}: {exc}") from None
     else:
         from vision_synth.scene.compositor import Compositor
 

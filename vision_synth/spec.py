@@ -67,6 +67,28 @@ PixelRange = _range(float, 0, PIXELS_MAX, True, f"0 < min <= max <= {PIXELS_MAX:
 PositiveCountRange = _range(int, 0, 10_000, True, "0 < min <= max <= 10000 (whole numbers)")
 
 
+NAME_MAX = 255  # bytes in one file or folder name on the usual file systems (ext4, APFS, NTFS)
+
+
+def long_name(path: str) -> str | None:
+    """The first part of `path` longer than a file name may be, else None."""
+    return next((part for part in Path(path).parts if len(part.encode()) > NAME_MAX), None)
+
+
+def _path_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a path cannot hold a NUL character")
+    long = long_name(value)
+    if long is not None:
+        raise ValueError(f"the name {long[:24] + '…'!r} is {len(long.encode())} bytes, longer than a file name may "
+                         f"be ({NAME_MAX})")
+    return value
+
+
+# a path or hub id written in a spec: refused where it is written when no file system could hold it
+PathText = Annotated[str, AfterValidator(_path_text)]
+
+
 def uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     """A uniform draw from a [min, max] range (exactly min when the range is a single value)."""
     low, high = bounds

@@ -254,3 +254,22 @@ def test_export_refuses_a_used_folder_and_leaves_nothing_behind_on_error(tmp_pat
     with pytest.raises(VisionSynthError, match="000000003.png not found"):
         vision_synth("export", ann.parent, "--format", "coco", "--out", tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "used"]
+
+
+def test_yolo_boxes_are_the_mask_extents_even_without_or_against_the_coco_box(tmp_path, dataset):
+    """A segmentation without `bbox` is valid COCO (a KeyError before, found by tools/fuzz.py), and a
+    box that disagrees with its mask is not the label: the mask is."""
+    ann, _, samples = dataset
+    data = json.loads(ann.read_text())
+    for k, record in enumerate(data["annotations"]):
+        if k % 2:
+            del record["bbox"]
+        else:
+            record["bbox"] = [0, 0, 3, 3]
+    ann.write_text(json.dumps(data))
+    export_dataset(ann.parent, tmp_path / "yolo", "yolo")
+    for sample in samples:
+        rows = read_yolo(tmp_path / "yolo", tmp_path / "yolo" / "images" / f"{sample.index + 1:09d}.png")
+        for row, box in zip(rows, sample.instances.boxes):
+            cx, cy, w, h = map(float, row[1:])
+            assert np.allclose([(cx - w / 2) * W, (cy - h / 2) * H, w * W, h * H], box, atol=1e-3)

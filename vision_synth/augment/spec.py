@@ -61,7 +61,7 @@ class AugmentSpec(Spec):
 
     pipeline: dict[str, Any] | str | None = Field(
         None, description="albumentations pipeline: the dict of A.to_dict, or a YAML/JSON file saved with A.save")
-    copies: int = Field(1, ge=1)
+    copies: int = Field(1, ge=1, le=1000)
     keep_originals: bool = True
     min_area: int = Field(16, ge=1, description="fewest visible pixels an augmented instance keeps")
     min_visible_fraction: float = Field(0.0, ge=0, le=1)

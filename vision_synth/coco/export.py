@@ -91,12 +91,14 @@ def yolo_lines(dataset: CocoDataset, image: dict[str, Any], class_index: dict[in
         if ann.get("iscrowd", 0):
             continue
         k = class_index[ann["category_id"]]
+        # the mask is the truth: its extent is the box (a COCO box may be missing, or disagree with it);
+        # a box-only annotation is its own box
+        mask = mask_ops.segmentation_to_mask(ann["segmentation"], h, w) if ann.get("segmentation") else None
         if not segments:
-            x, y, bw, bh = ann["bbox"]
+            x, y, bw, bh = ann["bbox"] if mask is None else mask_ops.mask_box(mask)
             values = [(x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h]
         else:
-            if ann.get("segmentation"):
-                mask = mask_ops.segmentation_to_mask(ann["segmentation"], h, w)
+            if mask is not None:
                 polygons = mask_ops.mask_to_polygons(mask, largest_only=largest_only)
             else:
                 x, y, bw, bh = ann["bbox"]

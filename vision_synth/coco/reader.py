@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import posixpath
@@ -49,6 +50,19 @@ class CocoDataset:
                                f"{self.image_file(image)} is {pixels.shape[1]}×{pixels.shape[0]}, the record says "
                                f"{image['width']}×{image['height']}")
         return pixels
+
+    def box_of(self, ann: dict[str, Any]) -> list[float]:
+        """An annotation's [x, y, w, h]: its bbox, or the extent of its mask when it has none (COCO
+        does not require a bbox beside a segmentation)."""
+        if ann.get("bbox") is not None:
+            return list(ann["bbox"])
+        image = self._images_by_id[ann["image_id"]]
+        return list(mask_ops.mask_box(mask_ops.segmentation_to_mask(ann["segmentation"], image["height"],
+                                                                     image["width"])))
+
+    @functools.cached_property
+    def _images_by_id(self) -> dict[int, dict[str, Any]]:
+        return {im["id"]: im for im in self.images}
 
     @property
     def category_names(self) -> dict[int, str]:

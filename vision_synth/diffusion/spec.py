@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vision_synth.spec import Spec
+from vision_synth.spec import PathText, Spec
 
 Mode = Literal["inpaint-insert", "layout-to-image", "refine"]
 SchedulerName = Literal["dpmsolver++", "euler", "euler-ancestral", "ddim", "unipc"]
@@ -49,7 +49,7 @@ def _check_ade20k(name: str | None, key: str) -> None:
 class LoraSpec(Spec):
     """LoRA weights fused into the UNet (and text encoder) after loading; needs the peft package."""
 
-    path: str = Field(min_length=1, description="hub id, folder, or .safetensors file")
+    path: PathText = Field(min_length=1, description="hub id, folder, or .safetensors file")
     weight_name: str | None = Field(None, description="file inside a folder or hub repo")
     scale: float = Field(1.0, ge=0)
 
@@ -59,7 +59,7 @@ class SemanticSpec(Spec):
     the prompts of every category; it is kept when its own category wins with at least
     `min_probability` (softmax over the categories)."""
 
-    model: str = Field(min_length=1, description="CLIP folder (save_pretrained) or hub id in the local cache")
+    model: PathText = Field(min_length=1, description="CLIP folder (save_pretrained) or hub id in the local cache")
     min_probability: float = Field(0.5, ge=0, le=1)
     context: float = Field(0.25, ge=0, le=4, description="margin around the instance's box, as a fraction of its side")
 
@@ -87,11 +87,11 @@ class CheckSpec(Spec):
 class DiffusionSpec(Spec):
     mode: Mode
     # pipeline: a diffusers folder (model_index.json) or a hub id found in the local HF cache
-    model: str = Field(min_length=1)
+    model: PathText = Field(min_length=1)
     # weight variant of the pipeline's files (diffusion_pytorch_model.fp16.safetensors: fp16), or
     # auto: the plain .safetensors where a component has them, else the one safetensors variant there
     variant: str | None = Field("auto", description="auto, null (plain files only) or a variant, e.g. fp16")
-    controlnet: str | None = Field(None, description="ControlNet folder or hub id (layout-to-image)")
+    controlnet: PathText | None = Field(None, description="ControlNet folder or hub id (layout-to-image)")
     controlnet_variant: str | None = Field("auto", description="the ControlNet's own variant (auto, null or e.g. fp16)")
     control: Literal["segmentation", "canny"] = "segmentation"
     # segmentation maps: the ADE20K class drawn everywhere outside the instances (ADE20K has no

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from vision_synth.errors import ConfigError
-from vision_synth.spec import Spec, key_path_value, read_yaml, validate_spec, with_key_paths
+from vision_synth.spec import PathText, Spec, key_path_value, read_yaml, validate_spec, with_key_paths
 
 WEIGHTS_ENV = "VISION_SYNTH_FID_WEIGHTS"
 FeatureKind = Literal["inception", "proxy", "off"]
@@ -32,7 +32,7 @@ class FidelitySpec(Spec):
     """
 
     features: Annotated[FeatureKind, BeforeValidator(_off)] = "inception"
-    weights: str | None = None
+    weights: PathText | None = None
     layer: Literal["64", "192", "768", "2048"] = "2048"
     # at most this many images of each side go into the features (a seeded sample)
     max_images: int = Field(2000, ge=2)
@@ -97,8 +97,8 @@ class UtilitySpec(Spec):
     require: Literal["helps", "no-evidence"] | None = None
     val_fraction: float = Field(0.3, gt=0, lt=1)
     split_seed: int = Field(0, ge=0)
-    reference_val: str | None = None
-    reference_val_images: str | None = None
+    reference_val: PathText | None = None
+    reference_val_images: PathText | None = None
 
     @field_validator("train", mode="before")
     @classmethod
@@ -126,8 +126,8 @@ class MemorisationSpec(Spec):
     DCR threshold is set."""
 
     enabled: bool | Literal["auto"] = "auto"
-    train_reference: str | None = None
-    train_reference_images: str | None = None
+    train_reference: PathText | None = None
+    train_reference_images: PathText | None = None
     close_quantile: float = Field(0.05, gt=0, lt=1)
     copy_tolerance: float = Field(1e-3, ge=0, description="normalised DCR at or below which a sample is a copy")
 
@@ -154,8 +154,8 @@ class GateSpec(Spec):
 
 
 class QualitySpec(Spec):
-    reference: str | None = None
-    reference_images: str | None = None
+    reference: PathText | None = None
+    reference_images: PathText | None = None
     fidelity: Annotated[FidelitySpec, BeforeValidator(_fidelity_shorthand)] = FidelitySpec()
     duplicates: DuplicatesSpec = DuplicatesSpec()
     labels: LabelsSpec = LabelsSpec()

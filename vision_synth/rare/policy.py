@@ -25,7 +25,8 @@ from pydantic import Field, model_validator
 from vision_synth.diffusion.spec import DiffusionSpec
 from vision_synth.errors import ConfigError
 from vision_synth.scene.defects import DefectSpec
-from vision_synth.spec import BlendSpec, ColorJitter, CountRange, FloatRange, ScaleRange, Spec, read_yaml, validate_spec
+from vision_synth.spec import (BlendSpec, ColorJitter, CountRange, FloatRange, PathText, ScaleRange, Spec, read_yaml,
+                               validate_spec)
 
 Source = Literal["copy-paste", "procedural", "learned", "inpaint"]
 
@@ -37,7 +38,7 @@ class EvalSpec(Spec):
     """The pure-real evaluation split: a COCO file of it, or drawn stratified by class with `ratio`.
     `eval: none` (the policy key) goes without one; card and report then say so."""
 
-    coco: str | None = None
+    coco: PathText | None = None
     ratio: float | None = Field(0.2, gt=0, lt=1)
 
     @model_validator(mode="after")
@@ -66,7 +67,7 @@ class ClassPolicy(Spec):
     target: int | None = Field(None, ge=0)
     max_synthetic_fraction: float | None = Field(None, ge=0, le=1)
     defect: DefectSpec | None = Field(None, description="procedural: the compositor defect to draw")
-    model: str | None = Field(None, description="learned: folder written by `vision-synth defects train`")
+    model: PathText | None = Field(None, description="learned: folder written by `vision-synth defects train`")
     inpaint: DiffusionSpec | None = Field(None, description="inpaint: the diffusion section (mode inpaint-insert, "
                                                            "model, prompts with one for this class)")
     dcr_quantile: float = Field(0.05, ge=0, le=1, description="learned: reject crops nearer a training crop "
@@ -98,7 +99,7 @@ class RarePolicy(Spec):
                                          "half of the target image's own instance count (at least 1)")
     targets: Literal["clean-first", "any"] = Field("clean-first", description="paste onto images without "
                                                    "annotations while there are any, else onto any train image")
-    region: str | None = Field(None, description="part mask image (white = where defects may go), resized to each image")
+    region: PathText | None = Field(None, description="part mask image (white = where defects may go), resized to each image")
     margin: int = Field(2, ge=0, description="pixels kept free around existing instances")
     format: Literal["png", "jpeg"] = "png"
     max_attempts: int = Field(4, ge=1, description="new images tried per wanted image before giving up")
