@@ -89,7 +89,7 @@ def sign_test_p(real: np.ndarray, synthetic: np.ndarray) -> float:
     return 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue)
 
 
-def verdict_of(interval: tuple[float, float], sign_p: float = 0.0) -> str:
+def verdict_of(interval: tuple[float, float], sign_p: float) -> str:
     """`helps` or `hurts` when the interval excludes 0 on that side and the sign test agrees
     (`sign_p` below SIGN_TEST_ALPHA), else `no-evidence`."""
     lo, hi = interval
