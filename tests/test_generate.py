@@ -129,6 +129,38 @@ def test_unreadable_background_image_is_a_clear_error(write_config, tmp_path, ca
     assert not out.exists()
 
 
+def _truncated_jpeg(path, rng):
+    """A JPEG whose header reads (Pillow's verify passes) but whose pixels stop half-way."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
+@pytest.mark.parametrize("broken", ["background", "region"])
+def test_a_truncated_background_or_region_fails_validate_and_writes_nothing(write_config, tmp_path, capsys, broken):
+    """Found by tools/fuzz.py: validate said ok, and generate failed at the image that drew the file,
+    with the output half-made. Every background and region is decoded once before anything is written."""
+    rng = np.random.default_rng(0)
+    photos, regions = tmp_path / "photos", tmp_path / "regions"
+    photos.mkdir(), regions.mkdir()
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(photos / f"p{k}.jpg", quality=90)
+        Image.fromarray(np.full((60, 80), 255, np.uint8)).save(regions / f"p{k}.jpg", quality=90)
+    bad = (photos if broken == "background" else regions) / "p2.jpg"
+    _truncated_jpeg(bad, rng)
+    scene = {"background": {"kind": "images", "images": str(photos), "regions": str(regions)},
+             "defects": [{"kind": "pit", "category": "pit"}]}
+    path = write_config(small_config(num_images=4, scene=scene))
+    out = tmp_path / "out"
+    for argv in (["validate", str(path)], ["generate", str(path), "--out", str(out), "--quiet"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {bad}: cannot read image") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_16_bit_greyscale_background_is_scaled_not_saturated(write_config, tmp_path):
     """A 16-bit inspection-camera frame spread over 0..65535 keeps its brightness (it came out of
     mean 254 of 255 when the reader clipped to 8 bits)."""

@@ -6,6 +6,12 @@ published dataset, merge and card included. With 2 processes it includes forming
 group (importing torch and accelerate, the rendezvous; about 2 s, which one process never pays),
 so the efficiency is printed with it and without it.
 
+Efficiency is rate(2 processes) / (2 × rate(1 process on 1 core)): the one-process run is pinned
+to one CPU (os.sched_setaffinity), as each of the 2 processes has one (the runner gives each
+process one OpenCV thread). Unpinned, one process also spreads OpenCV's resizes and warps over the
+second core, and the kernel writes its files back there: that rate is printed beside it, and is
+what one process gets from a whole machine.
+
 Usage:
   python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes (3,000 images)
   python tools/bench_scale.py --memory             # peak RSS, 2,000 vs 20,000 images (64x64)
@@ -14,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -34,9 +41,11 @@ raise SystemExit(code)
 """
 
 
-def run(args: list[str]) -> tuple[float, int, float]:
-    """(images/s, peak RSS in KiB, images/s without forming the process group) of one command."""
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+def run(args: list[str], cpus: set[int] | None = None) -> tuple[float, int, float]:
+    """(images/s, peak RSS in KiB, images/s without forming the process group) of one command,
+    run on the CPUs `cpus` (default: all this process may use)."""
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, preexec_fn=pin)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     done = re.search(r"generated (\d+) images in ([\d.]+) s \(([\d.]+) images/s\)"
@@ -64,15 +73,24 @@ def main() -> None:
                 print(f"{n:6d} images (quickstart, 256x256): {rate:7.1f} images/s, peak RSS {peak / 1024:7.1f} MiB")
             print(f"peak RSS 20,000 / 2,000: {results[20000] / results[2000]:.3f}")
             return
-        rates, steady = {}, {}
-        for processes in (1, 2):
-            extra = ["--processes", str(processes)] if processes > 1 else []
-            rates[processes], _, steady[processes] = run(["generate", args.config, "--out", f"{tmp}/p{processes}",
-                                                          "--num-images", str(args.images), "--quiet", *extra])
-            print(f"{processes} process(es): {rates[processes]:7.1f} images/s "
-                  f"({steady[processes]:.1f} without forming the process group)")
-        print(f"scaling efficiency on 2 processes: {rates[2] / (2 * rates[1]):.0%} "
-              f"({steady[2] / (2 * steady[1]):.0%} without forming the process group)")
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit(f"scale-out needs 2 CPUs; this process may use {len(cpus)}")
+
+        def generate(name: str, extra: list[str], on: set[int] | None = None):
+            return run(["generate", args.config, "--out", f"{tmp}/{name}", "--num-images", str(args.images),
+                        "--quiet", *extra], on)
+
+        one, _, _ = generate("p1", [], {cpus[0]})
+        print(f"1 process on 1 CPU:   {one:7.1f} images/s")
+        two, _, two_steady = generate("p2", ["--processes", "2"])
+        print(f"2 processes:          {two:7.1f} images/s ({two_steady:.1f} without forming the process group)")
+        whole, _, _ = generate("p1-all", [])
+        print(f"1 process, unpinned:  {whole:7.1f} images/s (OpenCV's threads and the kernel's writes on "
+              f"{len(cpus)} CPUs)")
+        print(f"scaling efficiency on 2 processes: {two / (2 * one):.0%} "
+              f"({two_steady / (2 * one):.0%} without forming the process group); "
+              f"2 processes / 1 unpinned process: {two / whole:.2f}x")
 
 
 if __name__ == "__main__":

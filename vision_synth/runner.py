@@ -302,14 +302,15 @@ def launch(argv: list[str], processes: int) -> int:
     import subprocess
     import sys
 
-    import torch
-
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
            "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(free_port())]
     if processes > 1:
         cmd.append("--multi_gpu")
-    elif not torch.cuda.is_available():
-        cmd.append("--cpu")
+    else:  # only here does the launcher need to know about CUDA (importing torch takes seconds)
+        import torch
+
+        if not torch.cuda.is_available():
+            cmd.append("--cpu")
     cmd += ["-m", "vision_synth", *argv]
     return subprocess.call(cmd)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from vision_synth.errors import DatasetError
-from vision_synth.imageio import IMAGE_SUFFIXES, check_image, read_image
+from vision_synth.imageio import IMAGE_SUFFIXES, read_image
 from vision_synth.scene.texture_bank import TextureBank
 from vision_synth.scene.textures import make_texture
 from vision_synth.spec import uniform
@@ -49,14 +50,24 @@ class ImageBackgrounds:
         self.files = find_images(resolve(spec.images))
         if not self.files:
             raise DatasetError(f"{resolve(spec.images)}: no background images found")
-        for path in self.files:
-            check_image(path)
         self.regions_dir = resolve(spec.regions) if spec.regions else None
-        if self.regions_dir is not None:
-            for path in self.files:
-                self._region_file(path)
+        # each file decoded once now, as draw() will: a file whose header reads but whose pixels do
+        # not (a truncated JPEG) fails before anything is written, not at the image that draws it
+        for path in tqdm(self.files, desc="checking backgrounds", unit="img", leave=False,
+                         disable=len(self.files) < 200):
+            shape = read_image(path).shape[:2]
+            if self.regions_dir is not None:
+                self._region(path, shape)
         self.crop = spec.crop
         self.flip = spec.flip
+
+    def _region(self, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+        """The region mask of `image_path` (H×W uint8), which must be `shape`."""
+        path = self._region_file(image_path)
+        region = read_image(path, "L")
+        if region.shape != shape:
+            raise DatasetError(f"{path}: region mask size differs from {image_path}")
+        return region
 
     def _region_file(self, image_path: Path) -> Path:
         matches = sorted(self.regions_dir.glob(image_path.stem + ".*"))
@@ -67,9 +78,7 @@ class ImageBackgrounds:
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None, str]:
         path = self.files[int(rng.integers(len(self.files)))]
         pixels = read_image(path)
-        region = read_image(self._region_file(path), "L") if self.regions_dir is not None else None
-        if region is not None and region.shape != pixels.shape[:2]:
-            raise DatasetError(f"{self._region_file(path)}: region mask size differs from {path}")
+        region = self._region(path, pixels.shape[:2]) if self.regions_dir is not None else None
         ih, iw = pixels.shape[:2]
         # largest window of the target aspect that fits, times the crop fraction
         scale = min(ih / height, iw / width) * uniform(rng, self.crop)
