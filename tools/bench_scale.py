@@ -6,14 +6,19 @@ published dataset, merge and card included. With 2 processes it includes forming
 group (importing torch and accelerate, the rendezvous; about 2 s, which one process never pays),
 so the efficiency is printed with it and without it.
 
-Efficiency is rate(2 processes) / (2 × rate(1 process on 1 core)): the one-process run is pinned
-to one CPU (os.sched_setaffinity), as each of the 2 processes has one (the runner gives each
-process one OpenCV thread). Unpinned, one process also spreads OpenCV's resizes and warps over the
-second core, and the kernel writes its files back there: that rate is printed beside it, and is
-what one process gets from a whole machine.
+Efficiency is rate(2 processes) / (2 × rate(1 process on 1 CPU)): the one-process run is pinned to
+one CPU (os.sched_setaffinity), as each of the 2 processes has one (the runner gives each process
+one OpenCV thread). Unpinned, one process spreads OpenCV's resizes and warps over the second CPU
+too; that rate is printed beside it (what one process gets from the whole machine), and so is one
+unpinned process with one OpenCV thread, which runs as fast as the pinned one: what the pinning
+removes is OpenCV's second thread, not the kernel's work on the other CPU. The 1- and 2-process runs
+alternate for --rounds rounds, and the median efficiency is the figure. Beside it: the efficiency
+over the whole commands (from starting `python` to its exit), which also counts Python's start, the
+accelerate launcher's own import of torch and the workers' start: what a user waits for.
 
 Usage:
-  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes (3,000 images)
+  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes (10,000 images, 3 rounds: ~7 min)
+  python tools/bench_scale.py --images 3000 --rounds 5   # a shorter run, where forming the process group weighs more
   python tools/bench_scale.py --memory             # peak RSS, 2,000 vs 20,000 images (64x64)
 """
 
@@ -22,16 +27,23 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Run one generate in a child and report its own peak RSS (children of it: the accelerate workers).
 CHILD = """
-import resource, sys
+import os, resource, sys
+if os.environ.get("BENCH_CV2_THREADS"):
+    import cv2
+    cv2.setNumThreads(int(os.environ["BENCH_CV2_THREADS"]))
 from vision_synth.cli import main
 code = main(sys.argv[1:])
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -41,11 +53,23 @@ raise SystemExit(code)
 """
 
 
-def run(args: list[str], cpus: set[int] | None = None) -> tuple[float, int, float]:
-    """(images/s, peak RSS in KiB, images/s without forming the process group) of one command,
-    run on the CPUs `cpus` (default: all this process may use)."""
+@dataclass(frozen=True)
+class Run:
+    rate: float  # images/s, the command's own figure
+    steady: float  # images/s without forming the process group
+    whole: float  # images/s over the whole command: Python's start, the launcher, the workers' start
+    peak_kib: int  # peak RSS
+
+
+def run(args: list[str], cpus: set[int] | None = None, cv2_threads: int | None = None) -> Run:
+    """One command, run on the CPUs `cpus` (default: all this process may use) with `cv2_threads`
+    OpenCV threads (default: OpenCV's own choice, one per CPU)."""
     pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, preexec_fn=pin)
+    env = {**os.environ, **({"BENCH_CV2_THREADS": str(cv2_threads)} if cv2_threads else {})}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, preexec_fn=pin,
+                          env=env)
+    wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     done = re.search(r"generated (\d+) images in ([\d.]+) s \(([\d.]+) images/s\)"
@@ -53,45 +77,61 @@ def run(args: list[str], cpus: set[int] | None = None) -> tuple[float, int, floa
     images, seconds, rate = int(done.group(1)), float(done.group(2)), float(done.group(3))
     launch = float(done.group(4) or 0.0)
     peak = int(re.search(r"PEAK_RSS_KB (\d+)", proc.stdout).group(1))
-    return rate, peak, images / max(seconds - launch, 1e-9)
+    return Run(rate, images / max(seconds - launch, 1e-9), images / wall, peak)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "bench_512.yaml"))
-    parser.add_argument("--images", type=int, default=3000,
+    parser.add_argument("--images", type=int, default=10000,
                         help="images per run; the 2-process run carries ~2 s of start-up (torch import, rendezvous)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating 1- and 2-process runs (median)")
+    parser.add_argument("--out", default=None, help="folder for the runs' output (default: the system temp folder)")
     parser.add_argument("--memory", action="store_true", help="peak RSS of 2,000 vs 20,000 images instead")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         if args.memory:
             config = REPO / "configs" / "quickstart.yaml"
             results = {}
             for n in (2000, 20000):
-                rate, peak, _ = run(["generate", str(config), "--out", f"{tmp}/m{n}", "--num-images", str(n), "--quiet"])
-                results[n] = peak
-                print(f"{n:6d} images (quickstart, 256x256): {rate:7.1f} images/s, peak RSS {peak / 1024:7.1f} MiB")
+                done = run(["generate", str(config), "--out", f"{tmp}/m{n}", "--num-images", str(n), "--quiet"])
+                results[n] = done.peak_kib
+                print(f"{n:6d} images (quickstart, 256x256): {done.rate:7.1f} images/s, "
+                      f"peak RSS {done.peak_kib / 1024:7.1f} MiB")
             print(f"peak RSS 20,000 / 2,000: {results[20000] / results[2000]:.3f}")
             return
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) < 2:
             raise SystemExit(f"scale-out needs 2 CPUs; this process may use {len(cpus)}")
 
-        def generate(name: str, extra: list[str], on: set[int] | None = None):
-            return run(["generate", args.config, "--out", f"{tmp}/{name}", "--num-images", str(args.images),
-                        "--quiet", *extra], on)
+        def generate(name: str, extra: list[str], on: set[int] | None = None, cv2_threads: int | None = None) -> Run:
+            out = Path(tmp) / name
+            done = run(["generate", args.config, "--out", str(out), "--num-images", str(args.images), "--quiet",
+                        *extra], on, cv2_threads)
+            shutil.rmtree(out)
+            os.sync()  # the run's writes and their deletion land before the next run, not during it
+            return done
 
-        one, _, _ = generate("p1", [], {cpus[0]})
-        print(f"1 process on 1 CPU:   {one:7.1f} images/s")
-        two, _, two_steady = generate("p2", ["--processes", "2"])
-        print(f"2 processes:          {two:7.1f} images/s ({two_steady:.1f} without forming the process group)")
-        whole, _, _ = generate("p1-all", [])
-        print(f"1 process, unpinned:  {whole:7.1f} images/s (OpenCV's threads and the kernel's writes on "
-              f"{len(cpus)} CPUs)")
-        print(f"scaling efficiency on 2 processes: {two / (2 * one):.0%} "
-              f"({two_steady / (2 * one):.0%} without forming the process group); "
-              f"2 processes / 1 unpinned process: {two / whole:.2f}x")
-
+        effs = {"rate": [], "steady": [], "whole": []}
+        for r in range(args.rounds):  # alternating, so that a busy spell lands on both sides of a ratio
+            one = generate(f"p1-{r}", [], {cpus[0]})
+            two = generate(f"p2-{r}", ["--processes", "2"])
+            for key in effs:
+                effs[key].append(getattr(two, key) / (2 * getattr(one, key if key == "whole" else "rate")))
+            print(f"round {r + 1}: 1 process on 1 CPU {one.rate:6.1f} images/s, 2 processes {two.rate:6.1f} "
+                  f"({two.steady:.1f} without forming the process group): {effs['rate'][-1]:.0%} "
+                  f"({effs['steady'][-1]:.0%}); whole commands {one.whole:.1f} and {two.whole:.1f}: "
+                  f"{effs['whole'][-1]:.0%}", flush=True)
+        threads1 = generate("p1-threads1", [], None, 1)
+        whole = generate("p1-all", [])
+        print(f"1 process, unpinned, 1 OpenCV thread: {threads1.rate:6.1f} images/s (as pinned: the second CPU's "
+              f"kernel work does not matter)")
+        print(f"1 process, unpinned, OpenCV's {len(cpus)} threads: {whole.rate:6.1f} images/s (what one process "
+              f"gets from the whole machine; 2 processes give {two.rate / whole.rate:.2f}x that in the last round)")
+        median = {key: statistics.median(values) for key, values in effs.items()}
+        print(f"scaling efficiency on 2 processes, median of {args.rounds} rounds: {median['rate']:.0%} "
+              f"({median['steady']:.0%} without forming the process group; {median['whole']:.0%} over the whole "
+              f"commands, Python's start and accelerate's launcher included)")
 
 if __name__ == "__main__":
     main()
