@@ -101,11 +101,16 @@ def test_eval_split_is_never_pasted_from(tmp_path, dataset):
 
 
 def test_rerun_is_byte_identical(tmp_path, dataset):
+    """Every file: annotations, images, the card and rare_report.json (which once held the seconds
+    each source took, so that a rerun after a kill differed from an uninterrupted run)."""
     _, a = _augment(tmp_path, dataset, out="a")
     _, b = _augment(tmp_path, dataset, out="b")
-    assert (a / "annotations.json").read_bytes() == (b / "annotations.json").read_bytes()
-    for p in sorted((a / "images").iterdir()):
-        assert p.read_bytes() == (b / "images" / p.name).read_bytes()
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert {Path("annotations.json"), Path("rare_report.json")} <= set(files)
+    for rel in files:
+        if rel.suffix not in (".yaml",):  # (data.yaml names its own folder)
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
 
 def test_cli_augment_rare(tmp_path, dataset, capsys):

@@ -50,7 +50,9 @@ class RareSummary:
     eval_images: int
     train_images: int
     new_images: int
-    seconds: dict[str, float] = field(default_factory=dict)  # generation time per source
+    # generation time per source (tools/bench_rare.py); not written to rare_report.json, whose
+    # bytes depend on the input, the policy and the seed alone
+    seconds: dict[str, float] = field(default_factory=dict)
     rejected_dcr: dict[str, int] = field(default_factory=dict)  # class → learned crops rejected as too close
     eval_counts: dict[int, int] = field(default_factory=dict)
     has_eval: bool = True  # False with `eval: none`: no pure-real eval split was kept
@@ -92,7 +94,7 @@ class RareSummary:
             "policy": self.policy_line, "paste": self.paste,
             "eval_images": self.eval_images, "pure_real_eval_split": self.has_eval,
             "train_images": self.train_images, "new_images": self.new_images,
-            "seconds_per_source": self.seconds, "dcr_rejected": self.rejected_dcr, "learned_crops": self.learned,
+            "dcr_rejected": self.rejected_dcr, "learned_crops": self.learned,
         }
 
 
