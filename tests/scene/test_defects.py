@@ -314,7 +314,7 @@ def test_make_defect_rejects_other_objects():
 def test_canvas_coverage_is_the_4x4_box_mean():
     import cv2
 
-    from vision_synth.scene.defects import _Canvas, _alpha
+    from vision_synth.scene.defects import _Canvas, _alpha, _alpha8
 
     rng = np.random.default_rng(3)
     for _ in range(5):
@@ -323,4 +323,8 @@ def test_canvas_coverage_is_the_4x4_box_mean():
         canvas.fill(points)
         exact = cv2.resize(canvas.pixels, (canvas.width, canvas.height), interpolation=cv2.INTER_AREA)
         assert np.abs(canvas.coverage8().astype(int) - exact).max() <= 1
-        np.testing.assert_allclose(canvas.alpha(), _alpha(canvas.coverage()), atol=1e-6)
+        # the table lookup is _alpha of the coverage exactly, faint draws (peak < 1/2) rescaled too
+        coverage = canvas.coverage8().astype(np.float32) * np.float32(1.0 / 255.0)
+        np.testing.assert_array_equal(canvas.alpha(), _alpha(coverage))
+        faint = (canvas.coverage8() // 3)
+        np.testing.assert_array_equal(_alpha8(faint), _alpha(faint.astype(np.float32) * np.float32(1.0 / 255.0)))

@@ -165,17 +165,9 @@ class _Canvas:
         half = cv2.resize(self.pixels, (self.width * 2, self.height * 2), interpolation=cv2.INTER_LINEAR)
         return cv2.resize(half, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
 
-    def coverage(self) -> np.ndarray:
-        """Fraction of each patch pixel that was drawn, h×w float32."""
-        return self.coverage8().astype(np.float32) * (1.0 / 255.0)
-
     def alpha(self) -> np.ndarray:
-        """`_alpha(self.coverage())`, in one table lookup."""
-        small = self.coverage8()
-        peak = int(small.max())
-        if peak >= 128:
-            return cv2.LUT(small, _ALPHA_LUT)
-        return _alpha(small.astype(np.float32) * (1.0 / 255.0))
+        """`_alpha` of the coverage, in one table lookup."""
+        return _alpha8(self.coverage8())
 
     def stroke(self, points: np.ndarray, widths: np.ndarray) -> None:
         """A polyline whose width (pixels) varies per segment, in steps of half a pixel; each run
@@ -201,6 +193,13 @@ def _alpha(coverage: np.ndarray) -> np.ndarray:
         coverage = coverage * (1.0 / peak)
     alpha = (coverage - 0.5) * _EDGE + 0.5
     return np.clip(alpha, 0.0, 1.0, out=alpha)
+
+
+def _alpha8(coverage8: np.ndarray) -> np.ndarray:
+    """`_alpha` of a coverage in 1/255 steps (h×w uint8), in one table lookup where it can be."""
+    if int(coverage8.max()) >= 128:
+        return cv2.LUT(coverage8, _ALPHA_LUT)
+    return _alpha(coverage8.astype(np.float32) * (1.0 / 255.0))
 
 
 # _alpha of each uint8 coverage level (for canvases whose peak coverage is at least one half;
@@ -362,8 +361,8 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     (outline,) = _fit([_UNIT_CIRCLE * r[:, None]], 2.0, image_hw)
     canvas = _Canvas(outline, 2.0)
     canvas.fill(outline)
-    coverage = canvas.coverage()
-    alpha = _alpha(coverage)
+    coverage8 = canvas.coverage8()
+    alpha, coverage = _alpha8(coverage8), coverage8.astype(np.float32) * (1.0 / 255.0)
     # dye settles unevenly, and often darker along the rim where it dried last
     inner = cv2.GaussianBlur(coverage, (0, 0), max(1.0, radius * 0.15))
     rim = np.clip((1.0 - inner) * 2.0, 0.0, 1.0) * float(rng.uniform(0.0, 0.6))
