@@ -372,10 +372,9 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     tint = np.array(spec.colors[int(rng.integers(len(spec.colors)))], np.float32)
     # towards mostly a multiply by the tint (a transparent dye darkens every surface it covers)
     # and a little of the tint itself (a deposit, which is what shows on dark surfaces)
-    k3 = strength[..., None]
-    gain = k3 * (tint * (0.8 / 255.0) - 1.0)
-    gain += 1.0
-    return alpha, gain, k3 * (0.1 * tint)
+    # per channel, strength × a constant (one OpenCV merge is much faster than numpy's broadcast)
+    gain = cv2.merge([strength * c + np.float32(1.0) for c in (tint * (0.8 / 255.0) - 1.0).tolist()])
+    return alpha, gain, cv2.merge([strength * c for c in (0.1 * tint).tolist()])
 
 
 class _Ellipse:
