@@ -12,12 +12,14 @@ one OpenCV thread). Unpinned, one process spreads OpenCV's resizes and warps ove
 too; that rate is printed beside it (what one process gets from the whole machine), and so is one
 unpinned process with one OpenCV thread, which runs as fast as the pinned one: what the pinning
 removes is OpenCV's second thread, not the kernel's work on the other CPU. The 1- and 2-process runs
-alternate for --rounds rounds, and the median efficiency is the figure. Beside it: the efficiency
+alternate for --rounds rounds, in the order 1-2, 2-1, 1-2, ... (so that a machine whose speed
+drifts during the run, as shared ones do, is not read as a loss or a gain of scaling), and the
+median efficiency is the figure. Beside it: the efficiency
 over the whole commands (from starting `python` to its exit), which also counts Python's start, the
 accelerate launcher's own import of torch and the workers' start: what a user waits for.
 
 Usage:
-  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes (10,000 images, 3 rounds: ~7 min)
+  python tools/bench_scale.py                      # throughput on configs/bench_512.yaml, 1 vs 2 processes (10,000 images, 4 rounds: ~8 min)
   python tools/bench_scale.py --images 3000 --rounds 5   # a shorter run, where forming the process group weighs more
   python tools/bench_scale.py --memory             # peak RSS, 2,000 vs 20,000 images (64x64)
 """
@@ -85,7 +87,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "bench_512.yaml"))
     parser.add_argument("--images", type=int, default=10000,
                         help="images per run; the 2-process run carries ~2 s of start-up (torch import, rendezvous)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating 1- and 2-process runs (median)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds of a 1- and a 2-process run, in turn 1-2 and 2-1 (median)")
     parser.add_argument("--out", default=None, help="folder for the runs' output (default: the system temp folder)")
     parser.add_argument("--memory", action="store_true", help="peak RSS of 2,000 vs 20,000 images instead")
     args = parser.parse_args()
@@ -114,8 +117,12 @@ def main() -> None:
 
         effs = {"rate": [], "steady": [], "whole": []}
         for r in range(args.rounds):  # alternating, so that a busy spell lands on both sides of a ratio
-            one = generate(f"p1-{r}", [], {cpus[0]})
-            two = generate(f"p2-{r}", ["--processes", "2"])
+            if r % 2 == 0:  # 1 then 2 processes, next round 2 then 1: a steady drift cancels over two rounds
+                one = generate(f"p1-{r}", [], {cpus[0]})
+                two = generate(f"p2-{r}", ["--processes", "2"])
+            else:
+                two = generate(f"p2-{r}", ["--processes", "2"])
+                one = generate(f"p1-{r}", [], {cpus[0]})
             for key in effs:
                 effs[key].append(getattr(two, key) / (2 * getattr(one, key if key == "whole" else "rate")))
             print(f"round {r + 1}: 1 process on 1 CPU {one.rate:6.1f} images/s, 2 processes {two.rate:6.1f} "
