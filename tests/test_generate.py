@@ -199,6 +199,46 @@ def test_real_background_images_with_region(write_config, tmp_path):
         assert x >= 19 and y >= 14 and x + w <= 81 and y + h <= 61, a["bbox"]
 
 
+def test_region_masks_are_found_by_name_whatever_characters_it_holds(write_config, tmp_path):
+    # names with glob characters, a mask under another suffix, a missing folder: a clear error, no traceback
+    photos, regions = tmp_path / "photos", tmp_path / "regions"
+    photos.mkdir(), regions.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["part[1]", "part*2", "part?3"]
+    for k, name in enumerate(names):
+        Image.fromarray(rng.integers(90, 160, (60, 80, 3), dtype=np.uint8)).save(photos / f"{name}.png")
+        region = np.zeros((60, 80), np.uint8)
+        region[:, :40] = 255  # the left half of each photo
+        Image.fromarray(region).save(regions / f"{name}.{'png' if k else 'jpg'}")
+    scene = {"background": {"kind": "images", "images": str(photos), "regions": str(regions), "crop": [1, 1], "flip": False},
+             "defects": [{"kind": "pit", "category": "pit", "count": [2, 3]}]}
+    path = write_config(small_config(num_images=4, scene=scene, image={"width": 80, "height": 60, "format": "png"}))
+    out = tmp_path / "out"
+    assert main(["generate", str(path), "--out", str(out), "--quiet"]) == 0
+    data = check_coco_labels(out / "annotations.json")
+    assert data["annotations"]
+    assert all(a["bbox"][0] + a["bbox"][2] <= 40 for a in data["annotations"])  # inside the left half
+    (regions / "part?3.png").unlink()
+    assert main(["validate", str(path)]) == 2
+    scene["background"]["regions"] = str(tmp_path / "nowhere")
+    path = write_config(small_config(num_images=4, scene=scene, image={"width": 80, "height": 60, "format": "png"}))
+    assert main(["validate", str(path)]) == 2
+
+
+def test_the_background_check_shows_a_bar_on_large_folders_unless_quiet(write_config, tmp_path, capfd):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(200):  # the bar's threshold
+        Image.fromarray(np.full((8, 8, 3), k, np.uint8)).save(photos / f"p{k:03d}.png")
+    scene = {"background": {"kind": "images", "images": str(photos)},
+             "defects": [{"kind": "pit", "category": "pit", "count": [1, 1]}]}
+    path = write_config(small_config(num_images=2, scene=scene, image={"width": 32, "height": 32, "format": "png"}))
+    assert main(["generate", str(path), "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert "checking backgrounds" not in capfd.readouterr().err
+    assert main(["generate", str(path), "--out", str(tmp_path / "loud")]) == 0
+    assert "checking backgrounds" in capfd.readouterr().err
+
+
 def test_augment_section_writes_copies_with_exact_labels(write_config, tmp_path):
     pipeline = {"__version__": "2.0.8", "transform": {"__class_fullname__": "Compose", "p": 1.0, "transforms": [
         {"__class_fullname__": "Affine", "p": 1.0, "rotate": [-30, 30], "scale": [0.8, 1.2]},

@@ -154,14 +154,14 @@ def merge(config, out_dir: Path) -> dict[str, int]:
     return per_class
 
 
-def make_generator(config):
+def make_generator(config, show_progress: bool = True):
     """The sample generator named by `config.generator` (wrapped by the augmentation stage when the
-    config has `augment:`); it loads and checks its assets now."""
+    config has `augment:`); it loads and checks its assets now (`show_progress`: bars while it does)."""
     if config.generator == "diffusion":
         from vision_synth.diffusion import DiffusionGenerator
 
         try:
-            generator = DiffusionGenerator(config)
+            generator = DiffusionGenerator(config, show_progress=show_progress)
         except VisionSynthError as exc:  # about the config's own keys (diffusion.model, ...): name its file
             if str(exc).startswith(("/", config.source)):
                 raise
@@ -169,7 +169,7 @@ def make_generator(config):
     else:
         from vision_synth.scene.compositor import Compositor
 
-        generator = Compositor(config)
+        generator = Compositor(config, show_progress=show_progress)
     return generator if config.augment is None else AugmentedGenerator(generator, config)
 
 
@@ -235,7 +235,7 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
         import cv2
 
         cv2.setNumThreads(1)  # one process per core: OpenCV's own thread pool would oversubscribe
-    generator = make_generator(config)  # checks every asset before anything is written
+    generator = make_generator(config, show_progress and is_main)  # checks every asset before anything is written
     if config.quality is not None:
         from vision_synth.quality.check import check_quality_inputs
 

@@ -112,7 +112,7 @@ class DiffusionGenerator:
     """The generator protocol of the runner (`batch_size`, `samples(indices)`) over a diffusers
     pipeline. Loads and checks the model when built, before anything is written."""
 
-    def __init__(self, config, jobs_per_call: int | None = None) -> None:
+    def __init__(self, config, jobs_per_call: int | None = None, show_progress: bool = True) -> None:
         from vision_synth.scene.compositor import Compositor
 
         spec = getattr(config, "diffusion", None)
@@ -121,7 +121,7 @@ class DiffusionGenerator:
         self.config, self.spec = config, spec
         self.names = {c.id: c.name for c in config.categories}
         self._check_prompts()
-        self.compositor = Compositor(config)
+        self.compositor = Compositor(config, show_progress=show_progress)
         self.loaded = load_pipeline(spec)
         self.height, self.width = config.image.height, config.image.width
         self._check_image_size()

@@ -46,15 +46,16 @@ def find_images(pattern: Path) -> list[Path]:
 class ImageBackgrounds:
     """Real images; each draw picks one, crops a random window of the target aspect, resizes it."""
 
-    def __init__(self, spec, resolve) -> None:
+    def __init__(self, spec, resolve, show_progress: bool = True) -> None:
         self.files = find_images(resolve(spec.images))
         if not self.files:
             raise DatasetError(f"{resolve(spec.images)}: no background images found")
         self.regions_dir = resolve(spec.regions) if spec.regions else None
+        self.region_files = None if self.regions_dir is None else _files_by_stem(self.regions_dir)
         # each file decoded once now, as draw() will: a file whose header reads but whose pixels do
         # not (a truncated JPEG) fails before anything is written, not at the image that draws it
         for path in tqdm(self.files, desc="checking backgrounds", unit="img", leave=False,
-                         disable=len(self.files) < 200):
+                         disable=not show_progress or len(self.files) < 200):
             shape = read_image(path).shape[:2]
             if self.regions_dir is not None:
                 self._region(path, shape)
@@ -70,10 +71,10 @@ class ImageBackgrounds:
         return region
 
     def _region_file(self, image_path: Path) -> Path:
-        matches = sorted(self.regions_dir.glob(image_path.stem + ".*"))
-        if not matches:
+        match = self.region_files.get(image_path.stem)
+        if match is None:
             raise DatasetError(f"{self.regions_dir}: no region mask named {image_path.stem}.* for {image_path}")
-        return matches[0]
+        return match
 
     def draw(self, rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None, str]:
         path = self.files[int(rng.integers(len(self.files)))]
@@ -96,6 +97,21 @@ class ImageBackgrounds:
         return np.ascontiguousarray(image), region, f"image:{path.name}"
 
 
-def make_backgrounds(spec, resolve, seed: int, height: int, width: int):
-    """The backgrounds of H×W images of run `seed`."""
-    return TextureBackgrounds(spec, seed, height, width) if spec.kind == "texture" else ImageBackgrounds(spec, resolve)
+def _files_by_stem(folder: Path) -> dict[str, Path]:
+    """The files of `folder` by name without suffix (the first in name order where several share
+    one), listed once: a folder of thousands of masks is not searched again for every image."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: region mask folder not found")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.name.startswith(".") and path.is_file():
+            files.setdefault(path.stem, path)
+    return files
+
+
+def make_backgrounds(spec, resolve, seed: int, height: int, width: int, show_progress: bool = True):
+    """The backgrounds of H×W images of run `seed` (`show_progress`: a bar while a large folder of
+    images is checked)."""
+    if spec.kind == "texture":
+        return TextureBackgrounds(spec, seed, height, width)
+    return ImageBackgrounds(spec, resolve, show_progress)

@@ -36,14 +36,16 @@ class Layout:
 
 class Compositor:
     """Built once per process from a validated DatasetConfig (loads and checks every asset up front,
-    so a bad file fails before anything is written); `sample(i)` is a pure function of (seed, i)."""
+    so a bad file fails before anything is written, with a progress bar over a large background
+    folder unless `show_progress` is off); `sample(i)` is a pure function of (seed, i)."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, show_progress: bool = True) -> None:
         self.config = config
         scene = config.scene
         self.height, self.width = config.image.height, config.image.width
         self.category_ids = config.category_ids
-        self.backgrounds = make_backgrounds(scene.background, scene.resolve, config.seed, self.height, self.width)
+        self.backgrounds = make_backgrounds(scene.background, scene.resolve, config.seed, self.height, self.width,
+                                            show_progress)
         self.cutouts = [self._load_cutouts(obj, scene) for obj in scene.objects]
         self.region = self._load_region(scene)
         p = scene.placement
