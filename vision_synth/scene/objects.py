@@ -180,7 +180,8 @@ def _warp(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, i
 def _colours(rgba: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
     """The colours of `rgba` inside `box`, contiguous h×w×3 float32 (one OpenCV copy: numpy's copy
     of a 3-of-4-channel view is ten times slower)."""
-    return cv2.cvtColor(rgba[box], cv2.COLOR_RGBA2RGB).reshape(*rgba[box].shape[:2], 3)
+    window = rgba[box]
+    return cv2.cvtColor(window, cv2.COLOR_RGBA2RGB).reshape(*window.shape[:2], 3)
 
 
 def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: tuple[int, int]) -> Cutout:
