@@ -70,11 +70,15 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         f.write(data.encode() if isinstance(data, str) else data)
 
 
+# one encoder for every compact line (json.dumps builds a new one per call when given options)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps_json(obj: Any, indent: int | None = None) -> str:
     """JSON as every file of ours holds it: compact (COCO files, shard lines), or indented for files
     people read (reports, state), with non-ASCII characters kept as they are."""
     if indent is None:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT(obj)
     return json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
 
 

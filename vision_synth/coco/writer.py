@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import heapq
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -149,31 +151,42 @@ def write_coco(out_path: Path, info: dict[str, Any], categories: list[dict[str, 
     compactly as it is given); `images` and `annotations` are consumed once, in that order, so they
     may be generators that hold one record at a time."""
     with atomic_open(out_path, "w") as f:
-        f.write('{"info":' + dumps_json(info) + ',"licenses":[],"categories":' + dumps_json(categories))
-        f.write(',"images":[')
+        f.write(_head(info, categories))
         for n, image in enumerate(images):
             f.write(("\n" if n == 0 else ",\n") + dumps_json(image))
-        f.write('\n],"annotations":[')
+        f.write(_BETWEEN)
         for n, ann in enumerate(annotations):
             f.write(("\n" if n == 0 else ",\n") + dumps_json(ann))
-        f.write("\n]}\n")
+        f.write(_TAIL)
+
+
+def _head(info: dict[str, Any], categories: list[dict[str, Any]]) -> str:
+    return '{"info":' + dumps_json(info) + ',"licenses":[],"categories":' + dumps_json(categories) + ',"images":['
+
+
+_BETWEEN, _TAIL = '\n],"annotations":[', "\n]}\n"
 
 
 def write_annotations(out_path: Path, shard_paths: list[Path], info: dict[str, Any],
                       categories: list[dict[str, Any]], limit: int | None = None) -> dict[int, int]:
-    """Stream the shards into one COCO annotations.json (atomically); annotation ids run from 1 in
-    index order. Holds one record at a time, not the dataset. Samples with index >= `limit` are
-    left out. Returns instance counts per category id."""
+    """Stream the shards into one COCO annotations.json (atomically), the file `write_coco` writes;
+    annotation ids run from 1 in index order. Reads the shards once, holding one record at a time:
+    the annotations wait in a temporary file beside the output while the images are written, then
+    are copied after them. Samples with index >= `limit` are left out. Returns instance counts per
+    category id."""
     counts: dict[int, int] = {c["id"]: 0 for c in categories}
-
-    def annotations() -> Iterator[dict[str, Any]]:
+    out_path = Path(out_path)
+    with atomic_open(out_path, "w") as f, tempfile.TemporaryFile("w+", encoding="utf-8", dir=out_path.parent) as side:
+        f.write(_head(info, categories))
         ann_id = 0
-        for rec in merged_records(shard_paths, limit):
+        for n, rec in enumerate(merged_records(shard_paths, limit)):
+            f.write(("\n" if n == 0 else ",\n") + dumps_json(rec["image"]))
             for ann in rec["annotations"]:
                 ann_id += 1
                 counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
-                yield {"id": ann_id, **ann}
-
-    images = (rec["image"] for rec in merged_records(shard_paths, limit))
-    write_coco(out_path, info, categories, images, annotations())
+                side.write(("\n" if ann_id == 1 else ",\n") + dumps_json({"id": ann_id, **ann}))
+        f.write(_BETWEEN)
+        side.seek(0)
+        shutil.copyfileobj(side, f)
+        f.write(_TAIL)
     return counts

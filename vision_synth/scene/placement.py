@@ -159,15 +159,17 @@ def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int
 def _collect(labels, placed, keep, visible, full, amodal: bool) -> Instances:
     height, width = labels.shape
     n = len(keep)
-    masks = labels[None] == np.asarray(keep, labels.dtype)[:, None, None]  # one pass over the label map
+    masks = np.zeros((n, height, width), bool)
     amodal_masks = np.zeros((n, height, width), bool) if amodal else None
     cats = np.zeros(n, np.int64)
     occlusion = np.zeros(n, np.float32)
     sources = np.empty(n, dtype=object)
     for row, k in enumerate(keep):
         request, y, x = placed[k - 1]
+        h, w = request.layer.shape
+        # label k was only ever painted inside its own layer's window
+        np.equal(labels[y : y + h, x : x + w], k, out=masks[row, y : y + h, x : x + w])
         if amodal_masks is not None:
-            h, w = request.layer.shape
             amodal_masks[row, y : y + h, x : x + w] = request.layer.mask
         cats[row] = request.layer.category_id
         occlusion[row] = 1.0 - visible[k] / full[k]
