@@ -110,3 +110,44 @@ def test_a_slow_process_plans_from_the_same_shards(config_path, single_run, tmp_
                            "--quiet", "--processes", "3"], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "annotations.json").read_bytes() == (single_run / "annotations.json").read_bytes()
+
+
+def test_a_chunk_is_claimed_once(tmp_path):
+    from vision_synth.runner import ChunkClaims
+
+    first, second = ChunkClaims(tmp_path / "claims"), ChunkClaims(tmp_path / "claims")
+    assert [first.take(k) for k in range(3)] == [True, True, True]
+    assert [second.take(k) for k in range(4)] == [False, False, False, True]
+
+
+@pytest.mark.slow  # three processes, one of them slow throughout
+def test_a_slow_process_makes_fewer_samples(tmp_path):
+    """Chunks go to whichever process is free: rank 1, much slower here (0.1 s a sample), makes at
+    most one chunk while the others make the rest (a fixed split would give each a third), and the
+    dataset is the one a single process makes."""
+    import yaml
+
+    from vision_synth.runner import CLAIM_IMAGES
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(small_config(num_images=6 * CLAIM_IMAGES, image={"width": 48, "height": 40})))
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, time\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    from vision_synth.scene.compositor import Compositor\n"
+        "    made = Compositor.sample\n"
+        "    Compositor.sample = lambda self, i: (time.sleep(0.1), made(self, i))[1]\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "vision_synth", "generate", str(config), "--out", str(tmp_path / "multi"),
+                           "--quiet", "--processes", "3"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shards = tmp_path / "multi" / ".vision_synth" / "shards"
+    made = {p.name: len(p.read_text().splitlines()) for p in shards.glob("*.jsonl")}
+    assert sum(made.values()) == 6 * CLAIM_IMAGES
+    assert made["part-0000-rank-0001.jsonl"] <= CLAIM_IMAGES, made
+    assert not list((tmp_path / "multi" / ".vision_synth").glob("claims-*")), "the claims are removed"
+    assert main(["generate", str(config), "--out", str(tmp_path / "single"), "--quiet"]) == 0
+    assert (tmp_path / "multi" / "annotations.json").read_bytes() == (tmp_path / "single" / "annotations.json").read_bytes()

@@ -5,6 +5,7 @@ Output directory layout (see README "Output"):
   images/  annotations.json  dataset_card.md  previews/grid.png   (published names: publish.py)
   .vision_synth/run.json     what made this directory (config hash, seed): resume or refuse
   .vision_synth/shards/      one JSON-lines record file per process and attempt
+  .vision_synth/claims-NNNN/ while processes run: one empty file per chunk of samples taken
   .vision_synth/staging/     the merged annotations, waiting for the gate
 """
 
@@ -115,25 +116,53 @@ def dataset_info(config) -> dict:
 
 
 def generate_indices(config, generator, out_dir: Path, indices: list[int], shard_name: str,
-                     show_progress: bool = True) -> int:
+                     show_progress: bool = True, claims: ChunkClaims | None = None) -> int:
     """Generate and write the samples `indices` (in increasing order) with `generator` (anything with
-    `samples(indices) -> list[Sample]` and a `batch_size`); returns how many images were written."""
+    `samples(indices) -> list[Sample]` and a `batch_size`); returns how many images were written.
+    With `claims`, `indices` is shared with other processes: this one makes only the chunks it
+    claims first (the bar then counts every chunk claimed, by any process)."""
     fmt, quality = config.image.format, config.image.quality
     out = config.output
     config_hash = config.config_hash()
     shard = out_dir / STATE_DIR / "shards" / shard_name
     batch = max(1, getattr(generator, "batch_size", 1))
+    chunk = batch if claims is None else batch * -(-CLAIM_IMAGES // batch)
     written = 0
     with ShardWriter(shard) as writer, tqdm(total=len(indices), desc="generating", unit="img",
                                              disable=not show_progress, leave=False) as bar:
-        for start in range(0, len(indices), batch):
-            for sample in generator.samples(indices[start : start + batch]):
-                name = image_file_name(sample.index, fmt)
-                write_image(out_dir / "images" / name, sample.image, fmt, quality)
-                writer.add(sample_records(sample, name, out.segmentation, out.amodal, config_hash))
-                written += 1
-            bar.update(min(batch, len(indices) - start))
+        for k, begin in enumerate(range(0, len(indices), chunk)):
+            part = indices[begin : begin + chunk]
+            if claims is None or claims.take(k):
+                for start in range(0, len(part), batch):
+                    for sample in generator.samples(part[start : start + batch]):
+                        name = image_file_name(sample.index, fmt)
+                        write_image(out_dir / "images" / name, sample.image, fmt, quality)
+                        writer.add(sample_records(sample, name, out.segmentation, out.amodal, config_hash))
+                        written += 1
+            bar.update(len(part))
     return written
+
+
+CLAIM_IMAGES = 16  # samples a claim covers at least (rounded up to whole batches)
+
+
+class ChunkClaims:
+    """Chunks of a list of indices that several processes share, each made by the process that
+    claims it first, so that a faster process makes more of them (a fixed split leaves the faster
+    one idle at the end). Chunk k is claimed by creating `folder/k` exclusively, which is atomic on
+    local and network file systems (the processes of a run already share its output folder).
+    Every process asks for the chunks in increasing order, so each shard stays in index order."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def take(self, k: int) -> bool:
+        try:
+            os.close(os.open(self.folder / str(k), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        return True
 
 
 def merge(config, out_dir: Path) -> dict[str, int]:
@@ -255,10 +284,13 @@ def generate(config, out_dir: str | Path, overwrite: bool = False, show_progress
         state.wait_for_everyone()
     if state is None:
         generated = generate_indices(config, generator, out_dir, todo, shard, show_progress)
-    else:
-        with state.split_between_processes(todo) as mine:
-            generate_indices(config, generator, out_dir, list(mine), shard, show_progress and is_main)
+    else:  # chunks first come, first served, from a claim folder per attempt
+        claims = ChunkClaims(out_dir / STATE_DIR / f"claims-{attempt:04d}")
+        generate_indices(config, generator, out_dir, todo, shard, show_progress and is_main, claims)
         state.wait_for_everyone()
+        if is_main:  # this attempt's and any a killed one left
+            for folder in (out_dir / STATE_DIR).glob("claims-*"):
+                shutil.rmtree(folder)
         generated = len(todo) * config.images_per_sample
     if not is_main:
         return None
