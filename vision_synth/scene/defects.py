@@ -185,7 +185,7 @@ class _Canvas:
 def _alpha(coverage: np.ndarray) -> np.ndarray:
     """Alpha from coverage; a draw thinner than half a pixel everywhere is thickened to one pixel
     (its coverage rescaled to peak at 1) so that the mask is never empty."""
-    peak = float(coverage.max())
+    peak = cv2.minMaxLoc(coverage)[1]
     if peak <= 0.0:  # cannot happen with cv2's rasteriser (it always sets a pixel); kept as a guard
         coverage = coverage.copy()
         coverage[coverage.shape[0] // 2, coverage.shape[1] // 2] = 1.0
@@ -197,7 +197,7 @@ def _alpha(coverage: np.ndarray) -> np.ndarray:
 
 def _alpha8(coverage8: np.ndarray) -> np.ndarray:
     """`_alpha` of a coverage in 1/255 steps (h×w uint8), in one table lookup where it can be."""
-    if int(coverage8.max()) >= 128:
+    if cv2.minMaxLoc(coverage8)[1] >= 128:
         return cv2.LUT(coverage8, _ALPHA_LUT)
     return _alpha(coverage8.astype(np.float32) * (1.0 / 255.0))
 

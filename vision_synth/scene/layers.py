@@ -9,7 +9,7 @@ mask of a pasted layer is `alpha >= 0.5` after any clipping, and the pixels are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import cv2
@@ -31,23 +31,21 @@ class Layer:
     # "alpha" pastes by alpha; "poisson" pastes the masked region with OpenCV seamlessClone
     blend: str = "alpha"
 
+    # set once here (plain attributes: placement reads them for every try of every instance)
+    mask: np.ndarray = field(init=False, repr=False)  # alpha >= MASK_THRESHOLD
+    shape: tuple[int, int] = field(init=False, repr=False)  # (h, w)
+
     def __post_init__(self) -> None:
         if self.alpha.ndim != 2 or self.alpha.dtype != np.float32:
             raise ValueError(f"layer alpha must be h×w float32, got {self.alpha.shape} {self.alpha.dtype}")
+        object.__setattr__(self, "mask", self.alpha >= MASK_THRESHOLD)
+        object.__setattr__(self, "shape", (int(self.alpha.shape[0]), int(self.alpha.shape[1])))
 
     @classmethod
     def solid(cls, alpha: np.ndarray, rgb: np.ndarray, category_id: int, source: str = "procedural",
               blend: str = "alpha") -> Layer:
         """A layer that ignores what lies beneath: `rgb` (h×w×3 or one colour, 0..255) over it."""
         return cls(alpha, np.float32(0.0), np.asarray(rgb, np.float32), category_id, source, blend)
-
-    @cached_property
-    def mask(self) -> np.ndarray:
-        return self.alpha >= MASK_THRESHOLD
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return int(self.alpha.shape[0]), int(self.alpha.shape[1])
 
     def render(self, under: np.ndarray) -> np.ndarray:
         """The layer's colours over `under` (h×w×3 float32), before alpha."""
@@ -62,20 +60,24 @@ class Layer:
         if np.ndim(self.gain) == 0 and self.gain == 0.0 and offset.ndim == 3 and offset.shape[2] == 3:
             alpha = cv2.merge([self.alpha, self.alpha, self.alpha])  # an opaque colour layer (a sprite)
             return 1.0 - alpha, cv2.multiply(alpha, offset)
-        gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32))
-        np.subtract(1.0, gain, out=gain)
+        gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32), one_minus=True)
         if offset.ndim == 0 and offset == 0.0:
             return gain, None
         return gain, _times_alpha(self.alpha, offset)
 
 
-def _times_alpha(alpha: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """alpha (h×w) × m (a scalar, an RGB triple, h×w, h×w×1 or h×w×3) as h×w×3 float32."""
+def _times_alpha(alpha: np.ndarray, m: np.ndarray, one_minus: bool = False) -> np.ndarray:
+    """alpha (h×w) × m (a scalar, an RGB triple, h×w, h×w×1 or h×w×3) as h×w×3 float32; with
+    `one_minus`, 1 − that (taken before a grey product is spread to three channels)."""
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[..., 0]
     if m.ndim == 1:
-        return cv2.merge([alpha * m[c] for c in range(3)])
+        planes = [alpha * m[c] for c in range(3)]
+        return cv2.merge([np.subtract(1.0, p, out=p) for p in planes] if one_minus else planes)
     if m.ndim == 3:
-        return cv2.multiply(cv2.merge([alpha, alpha, alpha]), np.ascontiguousarray(m, np.float32))
+        out = cv2.multiply(cv2.merge([alpha, alpha, alpha]), np.ascontiguousarray(m, np.float32))
+        return np.subtract(1.0, out, out=out) if one_minus else out
     one = (alpha * m).astype(np.float32, copy=False)
+    if one_minus:
+        np.subtract(1.0, one, out=one)
     return cv2.merge([one, one, one])

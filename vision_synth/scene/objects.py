@@ -3,6 +3,7 @@ rotation, flip and colour jitter, turned into Layers ready for placement."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -195,14 +196,15 @@ def transform_cutout(cutout: Cutout, rng: np.random.Generator, spec, image_hw: t
 
 def _never_empty(alpha: np.ndarray) -> np.ndarray:
     """`alpha`, or when no pixel reaches one half (scaled below a pixel), its most opaque pixels."""
-    return alpha if float(alpha.max()) >= 0.5 else (alpha >= alpha.max()).astype(np.float32)
+    peak = cv2.minMaxLoc(alpha)[1]  # the float32 maximum, exactly
+    return alpha if peak >= 0.5 else (alpha >= peak).astype(np.float32)
 
 
 def object_layer(cutouts: list[Cutout], spec, blend, rng: np.random.Generator,
                  image_hw: tuple[int, int], category_id: int, source: str = "procedural") -> Layer:
     """One object instance: a random cutout, transformed, colour-jittered, alpha set by blend mode."""
     mode = spec.blend or blend.mode
-    pad = int(np.ceil(3 * blend.feather)) if mode == "feather" else 0  # room for the softened edge
+    pad = math.ceil(3 * blend.feather) if mode == "feather" else 0  # room for the softened edge
     rgba, alpha = _warp(cutouts[int(rng.integers(len(cutouts)))], rng, spec, image_hw, pad)
     alpha = _never_empty(alpha)
     if mode == "feather":
