@@ -314,12 +314,12 @@ def test_make_defect_rejects_other_objects():
 def test_canvas_coverage_is_the_4x4_box_mean():
     import cv2
 
-    from vision_synth.scene.defects import _Canvas, _alpha, _alpha8
+    from vision_synth.scene.defects import _Canvas, _alpha, _alpha8, _bounds
 
     rng = np.random.default_rng(3)
     for _ in range(5):
         points = rng.uniform(0, 60, (7, 2))
-        canvas = _Canvas(points, 2.0)
+        canvas = _Canvas(_bounds(points), 2.0)
         canvas.fill(points)
         exact = cv2.resize(canvas.pixels, (canvas.width, canvas.height), interpolation=cv2.INTER_AREA)
         assert np.abs(canvas.coverage8().astype(int) - exact).max() <= 1
@@ -328,3 +328,15 @@ def test_canvas_coverage_is_the_4x4_box_mean():
         np.testing.assert_array_equal(canvas.alpha(), _alpha(coverage))
         faint = (canvas.coverage8() // 3)
         np.testing.assert_array_equal(_alpha8(faint), _alpha(faint.astype(np.float32) * np.float32(1.0 / 255.0)))
+
+
+def test_fit_shrinks_the_bounds_with_the_paths_exactly():
+    from vision_synth.scene.defects import _bounds, _fit
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        paths = [rng.normal(0.0, 80.0, (int(rng.integers(2, 30)), 2)) for _ in range(int(rng.integers(1, 4)))]
+        fitted, bounds = _fit(paths, 3.0, (64, 96))
+        np.testing.assert_array_equal(bounds, _bounds(np.concatenate(fitted)))
+        extent = bounds[1] - bounds[0]  # within the room left by the padding (floor and ceil add 2)
+        assert extent[0] <= 96 - 8 + 1e-9 and extent[1] <= 64 - 8 + 1e-9

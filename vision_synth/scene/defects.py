@@ -134,11 +134,12 @@ _EDGE = 4.0  # alpha = 0.5 + _EDGE·(coverage − 0.5): a steep ramp keeps the h
 
 
 class _Canvas:
-    """A local supersampled canvas covering `points` (x, y in pixels) plus `pad` pixels."""
+    """A local supersampled canvas covering `bounds` (the least and the greatest x, y of what is
+    drawn, in pixels: see `_bounds`) plus `pad` pixels."""
 
-    def __init__(self, points: np.ndarray, pad: float) -> None:
-        lo = np.floor(points.min(axis=0) - pad)
-        hi = np.ceil(points.max(axis=0) + pad)
+    def __init__(self, bounds: np.ndarray, pad: float) -> None:
+        lo = np.floor(bounds[0] - pad)
+        hi = np.ceil(bounds[1] + pad)
         self.origin = lo  # (x, y) of the patch's top-left corner in the caller's coordinates
         self.width, self.height = int(hi[0] - lo[0]), int(hi[1] - lo[1])
         self.pixels = np.zeros((self.height * _SS, self.width * _SS), np.uint8)
@@ -213,17 +214,23 @@ def _crop(alpha: np.ndarray, *maps: np.ndarray, margin: int = 1) -> tuple[np.nda
     return tuple(np.ascontiguousarray(a[rows, cols]) for a in (alpha, *maps))
 
 
-def _fit(paths: list[np.ndarray], pad: float, image_hw: tuple[int, int]) -> list[np.ndarray]:
+def _bounds(points: np.ndarray) -> np.ndarray:
+    """[[least x, least y], [greatest x, greatest y]] of `points` (n×2)."""
+    return np.stack([points.min(axis=0), points.max(axis=0)])
+
+
+def _fit(paths: list[np.ndarray], pad: float, image_hw: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray]:
     """Shrink `paths` (x, y points) about their common centre so that the patch drawn around them
-    with `pad` pixels of padding fits inside the image; unchanged when it already fits."""
-    every = paths[0] if len(paths) == 1 else np.concatenate(paths)
-    (x0, y0), (x1, y1) = every.min(axis=0).tolist(), every.max(axis=0).tolist()
+    with `pad` pixels of padding fits inside the image; unchanged when it already fits. Returns the
+    paths and their `_bounds` (shrinking is monotonic, so the bounds shrink with them exactly)."""
+    bounds = _bounds(paths[0] if len(paths) == 1 else np.concatenate(paths))
+    (x0, y0), (x1, y1) = bounds.tolist()
     room_x, room_y = max(image_hw[1] - 2 * pad - 2, 1.0), max(image_hw[0] - 2 * pad - 2, 1.0)  # floor/ceil add 2
     scale = min(room_x / max(x1 - x0, 1e-6), room_y / max(y1 - y0, 1e-6))
     if scale >= 1.0:
-        return paths
+        return paths, bounds
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-    return [centre + (p - centre) * scale for p in paths]
+    return [centre + (p - centre) * scale for p in paths], centre + (bounds - centre) * scale
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], cell: float, low: float, high: float) -> np.ndarray:
@@ -281,14 +288,14 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     controls = np.array([[0.0, 0.0], [length / 3, bend * length * first], [2 * length / 3, bend * length * second], [length, 0.0]])
     controls = controls @ _rotation(float(rng.uniform(0.0, 2 * math.pi)))
     basis, taper = _bezier(max(8, int(length / 2.5)))
-    (points,) = _fit([basis @ controls], width / 2 + 2, image_hw)
+    (points,), bounds = _fit([basis @ controls], width / 2 + 2, image_hw)
     # a ribbon around the curve, widest in the middle and tapering to points at both ends
     tangent = np.empty_like(points)  # central differences, one-sided at the ends
     tangent[1:-1] = (points[2:] - points[:-2]) * 0.5
     tangent[0], tangent[-1] = points[1] - points[0], points[-1] - points[-2]
     normal = tangent[:, ::-1] * np.array([-1.0, 1.0]) / np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
     half = (width / 2) * taper
-    canvas = _Canvas(points, width / 2 + 2)
+    canvas = _Canvas(bounds, width / 2 + 2)
     canvas.fill(np.vstack([points + normal * half, (points - normal * half)[::-1]]))
     alpha = canvas.alpha()
     tone = _pick_tone(rng, spec.tone)
@@ -329,9 +336,8 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
         fraction = 1.0 - at / len(trunk)  # thinner the farther out the branch starts
         paths.append(_walk(rng, trunk[at], angle, length * float(rng.uniform(0.15, 0.4)), step))
         widths.append(max(0.6, width * (0.35 + 0.45 * fraction)))
-    paths = _fit(paths, width / 2 + 2, image_hw)
-    every = np.vstack(paths)
-    canvas = _Canvas(every, width / 2 + 2)
+    paths, bounds = _fit(paths, width / 2 + 2, image_hw)
+    canvas = _Canvas(bounds, width / 2 + 2)
     for path, w in zip(paths, widths):
         along = np.linspace(0.0, 1.0, len(path) - 1)
         canvas.stroke(path, w * (1.0 - 0.75 * along**1.3))
@@ -358,8 +364,8 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     phases = rng.uniform(0.0, 2 * math.pi, (6, 1))
     r = radius * (1.0 + (amps * np.cos(_K_PHI + phases)).sum(axis=0))
     r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(_PHI - rng.uniform(0.0, math.pi)))  # a little elongated
-    (outline,) = _fit([_UNIT_CIRCLE * r[:, None]], 2.0, image_hw)
-    canvas = _Canvas(outline, 2.0)
+    (outline,), bounds = _fit([_UNIT_CIRCLE * r[:, None]], 2.0, image_hw)
+    canvas = _Canvas(bounds, 2.0)
     canvas.fill(outline)
     coverage8 = canvas.coverage8()
     alpha, coverage = _alpha8(coverage8), coverage8.astype(np.float32) * (1.0 / 255.0)
@@ -438,7 +444,7 @@ def _particles(spec: ParticlesSpec, rng: np.random.Generator, image_hw: tuple[in
     dist = spread * np.clip(np.abs(rng.normal(0.0, 0.5, n)), 0.0, 1.0)
     centres = np.floor(np.stack([dist * np.cos(angles), dist * np.sin(angles)], axis=1)) + 0.5
     radii = np.minimum(rng.uniform(spec.dot_radius[0], spec.dot_radius[1], n), max(0.5, (short - 4) / 2 - spread))
-    canvas = _Canvas(centres, float(radii.max()) + 2)
+    canvas = _Canvas(_bounds(centres), float(radii.max()) + 2)
     strength = np.zeros((canvas.height, canvas.width), np.float32)
     contrast = uniform(rng, spec.contrast)
     fixed = canvas.fixed(centres).tolist()
