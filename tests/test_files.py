@@ -117,3 +117,31 @@ def test_the_rule_of_what_may_be_written_over(tmp_path):
     remove_tree(tmp_path / "grid.png")
     remove_tree(tmp_path / "absent")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_an_atomic_write_that_fails_leaves_neither_file_nor_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    from vision_synth import files
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    write_atomic(tmp_path / "a.jpg", b"old")
+    monkeypatch.setattr(files.os, "write", full)
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "a.jpg", b"new")
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "b.jpg", b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"] and (tmp_path / "a.jpg").read_bytes() == b"old"
+
+
+def test_an_atomic_write_finishes_a_short_write(tmp_path, monkeypatch):
+    import os
+
+    from vision_synth import files
+
+    real = os.write
+    monkeypatch.setattr(files.os, "write", lambda fd, data: real(fd, bytes(data[:3])))  # 3 bytes a call
+    write_atomic(tmp_path / "a.bin", bytes(range(100)))
+    assert (tmp_path / "a.bin").read_bytes() == bytes(range(100))
