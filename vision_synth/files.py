@@ -65,21 +65,9 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `data` (str as UTF-8) to `path` atomically (see `atomic_open`), straight to the file
-    descriptor (no Python file object: this writes every image)."""
-    tmp, fd = _create_beside(Path(path))
-    try:
-        view = memoryview(data.encode() if isinstance(data, str) else data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write `data` (str as UTF-8) to `path` atomically (see `atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 # one encoder for every compact line (json.dumps builds a new one per call when given options)

@@ -60,24 +60,20 @@ class Layer:
         if np.ndim(self.gain) == 0 and self.gain == 0.0 and offset.ndim == 3 and offset.shape[2] == 3:
             alpha = cv2.merge([self.alpha, self.alpha, self.alpha])  # an opaque colour layer (a sprite)
             return 1.0 - alpha, cv2.multiply(alpha, offset)
-        gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32), one_minus=True)
+        gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32))
+        np.subtract(1.0, gain, out=gain)
         if offset.ndim == 0 and offset == 0.0:
             return gain, None
         return gain, _times_alpha(self.alpha, offset)
 
 
-def _times_alpha(alpha: np.ndarray, m: np.ndarray, one_minus: bool = False) -> np.ndarray:
-    """alpha (h×w) × m (a scalar, an RGB triple, h×w, h×w×1 or h×w×3) as h×w×3 float32; with
-    `one_minus`, 1 − that (taken before a grey product is spread to three channels)."""
+def _times_alpha(alpha: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """alpha (h×w) × m (a scalar, an RGB triple, h×w, h×w×1 or h×w×3) as h×w×3 float32."""
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[..., 0]
     if m.ndim == 1:
-        planes = [alpha * m[c] for c in range(3)]
-        return cv2.merge([np.subtract(1.0, p, out=p) for p in planes] if one_minus else planes)
+        return cv2.merge([alpha * m[c] for c in range(3)])
     if m.ndim == 3:
-        out = cv2.multiply(cv2.merge([alpha, alpha, alpha]), np.ascontiguousarray(m, np.float32))
-        return np.subtract(1.0, out, out=out) if one_minus else out
+        return cv2.multiply(cv2.merge([alpha, alpha, alpha]), np.ascontiguousarray(m, np.float32))
     one = (alpha * m).astype(np.float32, copy=False)
-    if one_minus:
-        np.subtract(1.0, one, out=one)
     return cv2.merge([one, one, one])
