@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -152,11 +152,13 @@ def write_coco(out_path: Path, info: dict[str, Any], categories: list[dict[str, 
     may be generators that hold one record at a time."""
     with atomic_open(out_path, "w") as f:
         f.write(_head(info, categories))
-        for n, image in enumerate(images):
-            f.write(("\n" if n == 0 else ",\n") + dumps_json(image))
+        lines = _ArrayLines(f)
+        for image in images:
+            lines.add(image)
         f.write(_BETWEEN)
-        for n, ann in enumerate(annotations):
-            f.write(("\n" if n == 0 else ",\n") + dumps_json(ann))
+        lines = _ArrayLines(f)
+        for ann in annotations:
+            lines.add(ann)
         f.write(_TAIL)
 
 
@@ -165,6 +167,17 @@ def _head(info: dict[str, Any], categories: list[dict[str, Any]]) -> str:
 
 
 _BETWEEN, _TAIL = '\n],"annotations":[', "\n]}\n"
+
+
+class _ArrayLines:
+    """Records written to `file` as the body of a JSON array, one compact record a line."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file, self.separator = file, "\n"
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.file.write(self.separator + dumps_json(record))
+        self.separator = ",\n"
 
 
 def write_annotations(out_path: Path, shard_paths: list[Path], info: dict[str, Any],
@@ -178,13 +191,14 @@ def write_annotations(out_path: Path, shard_paths: list[Path], info: dict[str, A
     out_path = Path(out_path)
     with atomic_open(out_path, "w") as f, tempfile.TemporaryFile("w+", encoding="utf-8", dir=out_path.parent) as side:
         f.write(_head(info, categories))
+        images, annotations = _ArrayLines(f), _ArrayLines(side)
         ann_id = 0
-        for n, rec in enumerate(merged_records(shard_paths, limit)):
-            f.write(("\n" if n == 0 else ",\n") + dumps_json(rec["image"]))
+        for rec in merged_records(shard_paths, limit):
+            images.add(rec["image"])
             for ann in rec["annotations"]:
                 ann_id += 1
                 counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
-                side.write(("\n" if ann_id == 1 else ",\n") + dumps_json({"id": ann_id, **ann}))
+                annotations.add({"id": ann_id, **ann})
         f.write(_BETWEEN)
         side.seek(0)
         shutil.copyfileobj(side, f)
