@@ -6,6 +6,10 @@ The two are measured in alternating rounds over the same samples (end to end ove
 each sample composed and floor-encoded in turn), so that a busy spell on a shared machine lands
 on both sides of the ratio.
 Prints images/s for each and the ratio, from wall-clock time and from this process's CPU time.
+After each round the same samples are also composed back to back at full size and at
+`--small-side` pixels (default 64): the small images' share of the time is what composing costs
+whatever the pixels (the interpreter, OpenCV and numpy calls, small arrays), the part that work on
+pixels cannot reduce.
 
 `--diversity` then measures what the texture bank does to the images, on N images a run (default
 2,000) written and read back as the dataset is: near-duplicate pairs by the quality gate's own
@@ -18,7 +22,7 @@ the same objects and defects (the background has a stream of its own), and diffe
 1's backgrounds were drawn. The features run at about 5 images/s on 2 CPU cores: some 20 minutes
 for 3 × 2,000 (`--fid-images` takes the first N of each run instead).
 
-Usage: python tools/bench_compositor.py [--config configs/bench_512.yaml] [--images 300] [--rounds 10]
+Usage: python tools/bench_compositor.py [--config configs/bench_512.yaml] [--images 300] [--rounds 10] [--small-side 64]
        python tools/bench_compositor.py --diversity [--diversity-images 2000] [--fid-images 2000]
 """
 
@@ -54,6 +58,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for the images written (default: the system temp folder)")
     parser.add_argument("--threads", type=int, default=1,
                         help="OpenCV threads (default 1: the figure is per process, one process per core)")
+    parser.add_argument("--small-side", type=int, default=64,
+                        help="side of the small images whose compose time is the per-image cost that does not "
+                             "scale with pixels (0: skip)")
     parser.add_argument("--diversity", action="store_true",
                         help="then near-duplicates and FID-proxy with and without the texture bank (slow)")
     parser.add_argument("--diversity-images", type=int, default=2000, help="images a run for --diversity")
@@ -67,9 +74,15 @@ def main() -> None:
     config = load_config(args.config, num_images=args.images)
     compositor = Compositor(config)
     compositor.sample(0)  # warm caches (imports, sprite loading is already done)
+    small = None
+    if args.small_side:
+        side = args.small_side
+        small = Compositor(load_config(args.config, {"image.width": side, "image.height": side}, num_images=args.images))
+        small.sample(0)
     n = args.images
     rounds = max(1, min(args.rounds, n))
-    totals = {"end": [0.0, 0.0], "compose": [0.0, 0.0], "floor": [0.0, 0.0]}
+    totals = {"end": [0.0, 0.0], "compose": [0.0, 0.0], "floor": [0.0, 0.0], "small": [0.0, 0.0],
+              "back to back": [0.0, 0.0]}
     instances = 0
 
     def add(key, wall, cpu):
@@ -91,6 +104,11 @@ def main() -> None:
                                                mask_ops.encode_rle(sample.instances.masks)))
                 add("floor", wall, cpu)
                 instances += len(sample.instances)
+            if small is not None:  # after the round, each composed back to back
+                wall, cpu, _ = _timed(lambda: [small.sample(i) for i in chunk])
+                add("small", wall, cpu)
+                wall, cpu, _ = _timed(lambda: [compositor.sample(i) for i in chunk])
+                add("back to back", wall, cpu)
 
     w, h = config.image.width, config.image.height
     print(f"workload: {config.name}, {n} images {w}x{h} {config.image.format}, {instances / n:.1f} instances/image, "
@@ -103,6 +121,13 @@ def main() -> None:
         print(f"{label:46s} {n / wall:14.1f} {n / cpu:13.1f}")
     (end_wall, end_cpu), (floor_wall, floor_cpu) = totals["end"], totals["floor"]
     print(f"{'ratio end to end / floor':46s} {end_wall / floor_wall:13.2f}x {end_cpu / floor_cpu:12.2f}x")
+    if small is not None:
+        # the same scenes at a side of a few dozen pixels: what composing costs whatever the pixels
+        # (interpreter, calls, small arrays), beside the full-size compose, both back to back
+        full, tiny = totals["back to back"][0], totals["small"][0]
+        print(f"compose back to back: {n / full:.1f} images/s at {w}x{h}, {n / tiny:.1f} at "
+              f"{args.small_side}x{args.small_side} (the same scenes): {tiny / full:.0%} of composing does not "
+              "scale with pixels")
     if args.diversity:
         diversity(args.config, args.diversity_images, args.fid_images or args.diversity_images, args.out)
 
