@@ -216,7 +216,7 @@ def _crop(alpha: np.ndarray, *maps: np.ndarray, margin: int = 1) -> tuple[np.nda
 
 def _bounds(points: np.ndarray) -> np.ndarray:
     """[[least x, least y], [greatest x, greatest y]] of `points` (n×2)."""
-    return np.stack([points.min(axis=0), points.max(axis=0)])
+    return np.array((np.minimum.reduce(points), np.maximum.reduce(points)))  # the ufuncs: np.stack costs more
 
 
 def _fit(paths: list[np.ndarray], pad: float, image_hw: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray]:

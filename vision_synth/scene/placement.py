@@ -106,7 +106,7 @@ def _find_spot(request, mask, area, labels, visible, full, rng, rules):
         if request.region is not None and not request.region[y : y + h, x : x + w][mask].all():
             continue
         window = labels[y : y + h, x : x + w]
-        if not window.any():  # nothing placed there yet: the usual case, and the cheapest test
+        if not np.count_nonzero(window):  # nothing placed there yet: the usual case, and the cheapest test
             return y, x, None
         beneath = window[mask]
         over = np.count_nonzero(beneath)
