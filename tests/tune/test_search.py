@@ -126,6 +126,9 @@ def test_another_spec_into_the_same_folder_is_refused(setup, tmp_path, capsys):
     assert len((out / "trials.jsonl").read_text().splitlines()) == 2
 
 
+# ~30 s of subprocess searches; the fast suite keeps a rerun that resumes without training and
+# writes the same bytes (test_a_rerun_resumes_without_training_and_writes_the_same_bytes)
+@pytest.mark.slow
 def test_sigkill_mid_search_then_rerun_gives_the_trials_of_an_uninterrupted_run(setup, tmp_path):
     spec_path = write_spec(setup)
     out, reference = tmp_path / "out", tmp_path / "reference"
