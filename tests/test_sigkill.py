@@ -178,8 +178,10 @@ def test_sigkill_during_split_then_rerun(tmp_path):
 # ------------------------------------------------------------------ check and defects train, killed
 def _pause_hook(folder, target: str) -> str:
     """A sitecustomize hook for a child run with $VS_CALLS set: every call of `target` (module:attribute)
-    is made, its arguments and result are logged to $VS_CALLS (one line a call), then it pauses
-    $VS_PAUSE s, so that a kill lands while what the call made exists (a temp file, a checkpoint begun)."""
+    is made, its arguments and result are logged to $VS_CALLS (one line a call), then it waits (at
+    most $VS_PAUSE s) until $VS_CALLS.go holds at least the number of its calls so far, so that a
+    kill lands while what the call made exists (a temp file, a checkpoint begun), and a call the
+    parent does not want to kill at is let go at once."""
     module, name = target.split(":")
     folder.mkdir(exist_ok=True)
     (folder / "sitecustomize.py").write_text(
@@ -187,30 +189,49 @@ def _pause_hook(folder, target: str) -> str:
         "if os.environ.get('VS_CALLS'):\n"
         f"    import {module} as m\n"
         f"    original = m.{name}\n"
+        "    made = [0]\n"
+        "    def released():\n"
+        "        try:\n"
+        "            with open(os.environ['VS_CALLS'] + '.go') as go:\n"
+        "                return int(go.read())\n"
+        "        except (OSError, ValueError):\n"
+        "            return 0\n"
         "    def paused(*args, **kwargs):\n"
         "        result = original(*args, **kwargs)\n"
         "        with open(os.environ['VS_CALLS'], 'a') as log:\n"
         "            log.write(repr((args, result)).replace(chr(10), ' ') + chr(10))\n"
-        "        time.sleep(float(os.environ['VS_PAUSE']))\n"
+        "        made[0] += 1\n"
+        "        deadline = time.monotonic() + float(os.environ['VS_PAUSE'])\n"
+        "        while time.monotonic() < deadline and released() < made[0]:\n"
+        "            time.sleep(0.01)\n"
         "        return result\n"
         f"    m.{name} = paused\n")
     return str(folder)
 
 
 def _kill_when(argv, tmp_path, target: str, ready, pause: float = 30.0) -> int:
-    """Run `vision-synth argv` in a child with `target` paused after each call; SIGKILL it once
-    `ready(calls)` (the lines logged so far) is true. Returns the child's pid."""
+    """Run `vision-synth argv` in a child that holds after each call of `target`; SIGKILL it once
+    `ready(calls)` (the lines logged so far) is true, else let it go on to its next call. Returns
+    the child's pid."""
     calls = tmp_path / "calls.log"
+    go = tmp_path / "calls.log.go"
     calls.unlink(missing_ok=True)
+    go.unlink(missing_ok=True)
     hook = _pause_hook(tmp_path / "pause_hook", target)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([hook, *sys.path]), "VS_CALLS": str(calls),
            "VS_PAUSE": str(pause)}
     proc = subprocess.Popen([sys.executable, "-m", "vision_synth", *map(str, argv)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
+    released = 0
     while time.time() < deadline and proc.poll() is None:
-        if ready(calls.read_text().splitlines() if calls.exists() else []):
+        lines = (calls.read_text() if calls.exists() else "").split("\n")[:-1]  # whole lines: the last may be half written
+        if ready(lines):
             break
+        if len(lines) > released:  # not this call: let the child go on (written whole, then renamed)
+            released = len(lines)
+            (tmp_path / "calls.log.go.tmp").write_text(str(released))
+            os.replace(tmp_path / "calls.log.go.tmp", go)
         time.sleep(0.05)
     assert proc.poll() is None, f"finished before the kill: {proc.stderr.read()[-2000:]!r}"
     proc.send_signal(signal.SIGKILL)
