@@ -15,7 +15,7 @@ import pytest
 from helpers import synthetic_samples, write_coco_dataset
 from vision_synth.cli import main
 from vision_synth.coco.export import export_dataset
-from vision_synth.files import remove_stale_stages, staged_output
+from vision_synth.files import remove_stale_stages, staged_output, write_atomic
 from vision_synth.errors import DatasetError
 
 
@@ -228,10 +228,9 @@ def _kill_when(argv, tmp_path, target: str, ready, pause: float = 30.0) -> int:
         lines = (calls.read_text() if calls.exists() else "").split("\n")[:-1]  # whole lines: the last may be half written
         if ready(lines):
             break
-        if len(lines) > released:  # not this call: let the child go on (written whole, then renamed)
+        if len(lines) > released:  # not this call: let the child go on (the count written whole)
             released = len(lines)
-            (tmp_path / "calls.log.go.tmp").write_text(str(released))
-            os.replace(tmp_path / "calls.log.go.tmp", go)
+            write_atomic(go, str(released))
         time.sleep(0.05)
     assert proc.poll() is None, f"finished before the kill: {proc.stderr.read()[-2000:]!r}"
     proc.send_signal(signal.SIGKILL)
