@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install $(TORCH) 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import torch, torchvision" 
 	$(PIP) install -e . 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import vision_synth, albumentations, pycocotools, diffusers, accelerate"
+	$(BIN)/python -c "import vision_synth, albumentations, pycocotools, diffusers, accelerate, numba"
 	@touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed

@@ -23,21 +23,6 @@ def make_layer(form: str, rng: np.random.Generator) -> Layer:
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_composite_is_alpha_blend_of_render(form):
-    rng = np.random.default_rng(FORMS.index(form))
-    layer = make_layer(form, rng)
-    offset = layer.offset
-    under = rng.random((H, W, 3), dtype=np.float32) * 255
-    a = layer.alpha[..., None]
-    expected = under * (1 - a) + layer.render(under) * a
-    g, o = layer.composite
-    assert g.shape == (H, W, 3) and g.dtype == np.float32 and g.flags.c_contiguous
-    got = under * g + (0.0 if o is None else o)
-    np.testing.assert_allclose(got, expected, atol=1e-3)
-    assert (o is None) == (np.ndim(offset) == 0 and offset == 0.0)
-
-
-@pytest.mark.parametrize("form", FORMS)
 def test_pasted_pixels_are_the_rounded_blend(form):
     rng = np.random.default_rng(10 + FORMS.index(form))
     layer = make_layer(form, rng)

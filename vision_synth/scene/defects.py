@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from vision_synth.masks import box_slices
+from vision_synth.scene import kernels
 from vision_synth.scene.layers import Layer
 from vision_synth.spec import (
     CountRange,
@@ -208,12 +208,6 @@ def _alpha8(coverage8: np.ndarray) -> np.ndarray:
 _ALPHA_LUT = _alpha(np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0))
 
 
-def _crop(alpha: np.ndarray, *maps: np.ndarray, margin: int = 1) -> tuple[np.ndarray, ...]:
-    """Crop alpha (and maps of the same patch) to the pixels with alpha > 0, plus `margin`."""
-    rows, cols = box_slices(alpha > 0.0, margin)
-    return tuple(np.ascontiguousarray(a[rows, cols]) for a in (alpha, *maps))
-
-
 def _bounds(points: np.ndarray) -> np.ndarray:
     """[[least x, least y], [greatest x, greatest y]] of `points` (n×2)."""
     return np.array((np.minimum.reduce(points), np.maximum.reduce(points)))  # the ufuncs: np.stack costs more
@@ -242,13 +236,6 @@ def _smooth(rng: np.random.Generator, shape: tuple[int, int], cell: float, low: 
 
 def _pick_tone(rng: np.random.Generator, tone: str) -> str:
     return tone if tone != "any" else ("dark", "light")[int(rng.integers(2))]
-
-
-def _toward(tone: str, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gain and offset that darken (under·(1−k)) or lighten (under + (255−under)·k) by `strength`."""
-    if tone == "dark":
-        return 1.0 - strength, np.float32(0.0)
-    return 1.0 - strength, 255.0 * strength
 
 
 def _channels(m: np.ndarray) -> np.ndarray:
@@ -299,9 +286,8 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     canvas.fill(np.vstack([points + normal * half, (points - normal * half)[::-1]]))
     alpha = canvas.alpha()
     tone = _pick_tone(rng, spec.tone)
-    strength = uniform(rng, spec.contrast) * _smooth(rng, alpha.shape, max(8.0, length / 6), 0.6, 1.0)
-    alpha, strength = _crop(alpha, strength)
-    return (alpha, *_toward(tone, strength))
+    contrast = uniform(rng, spec.contrast)
+    return kernels.toned(alpha, _smooth(rng, alpha.shape, max(8.0, length / 6), 0.6, 1.0), contrast, tone == "light")
 
 
 _PULL = 0.6 ** np.arange(24)  # memory of the previous turn (0.6^24 ≈ 0: a truncated AR(1) filter)
@@ -342,9 +328,8 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
         along = np.linspace(0.0, 1.0, len(path) - 1)
         canvas.stroke(path, w * (1.0 - 0.75 * along**1.3))
     alpha = canvas.alpha()
-    strength = uniform(rng, spec.contrast) * _smooth(rng, alpha.shape, max(6.0, length / 8), 0.75, 1.0)
-    alpha, strength = _crop(alpha, strength)
-    return (alpha, *_toward("dark", strength))
+    contrast = uniform(rng, spec.contrast)
+    return kernels.toned(alpha, _smooth(rng, alpha.shape, max(6.0, length / 8), 0.75, 1.0), contrast, False)
 
 
 # the stain outline's 96 polar angles, the harmonics 1..6 of its wandering radius, and k·angle
@@ -371,68 +356,45 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     alpha, coverage = _alpha8(coverage8), coverage8.astype(np.float32) * (1.0 / 255.0)
     # dye settles unevenly, and often darker along the rim where it dried last
     inner = cv2.GaussianBlur(coverage, (0, 0), max(1.0, radius * 0.15))
-    rim = np.clip((1.0 - inner) * 2.0, 0.0, 1.0) * float(rng.uniform(0.0, 0.6))
-    strength = uniform(rng, spec.opacity) * (_smooth(rng, alpha.shape, max(4.0, radius / 2), 0.65, 1.0) + rim)
-    np.clip(strength, 0.0, 1.0, out=strength)
-    alpha, strength = _crop(alpha, strength)
+    rim = float(rng.uniform(0.0, 0.6))
+    opacity = uniform(rng, spec.opacity)
+    smooth = _smooth(rng, alpha.shape, max(4.0, radius / 2), 0.65, 1.0)
     tint = np.array(spec.colors[int(rng.integers(len(spec.colors)))], np.float32)
     # towards mostly a multiply by the tint (a transparent dye darkens every surface it covers)
     # and a little of the tint itself (a deposit, which is what shows on dark surfaces)
-    # per channel, strength × a constant (one OpenCV merge is much faster than numpy's broadcast)
-    gain = cv2.merge([strength * c + np.float32(1.0) for c in (tint * (0.8 / 255.0) - 1.0).tolist()])
-    return alpha, gain, cv2.merge([strength * c for c in (0.1 * tint).tolist()])
+    return kernels.stain(alpha, inner, smooth, rim, opacity, tint * (0.8 / 255.0) - 1.0, 0.1 * tint)
 
 
-class _Ellipse:
-    """An ellipse (semi-axes a ≥ b, rotated by `angle`) centred in a small patch, evaluated per pixel.
+def _ellipse(a: float, b: float, angle: float, shift: np.ndarray, pad: float = 2.0) -> tuple:
+    """The patch of an ellipse (semi-axes a ≥ b, rotated by `angle`) centred in a small patch and
+    moved by `shift` pixels, as the arguments `kernels.pit` and `kernels.dent` begin with:
+    (h, w, x and y of pixel (0, 0)'s centre from the ellipse's centre, cos, sin, a, b, 2/a², 2/b²).
 
     Pixel coverage is found analytically: ρ² = (u/a)² + (v/b)², and the signed distance to the
     edge is about (ρ² − 1) / |∇ρ²|, so coverage ≈ clip(0.5 − distance, 0, 1).
     """
-
-    def __init__(self, a: float, b: float, angle: float, shift: np.ndarray, pad: float = 2.0) -> None:
-        c, s = math.cos(angle), math.sin(angle)
-        reach_x, reach_y = math.hypot(a * c, b * s), math.hypot(a * s, b * c)
-        height, width = int(math.ceil(2 * (reach_y + pad))), int(math.ceil(2 * (reach_x + pad)))
-        x = np.arange(width, dtype=np.float32)[None, :] + np.float32(0.5 - width / 2 - shift[0])
-        y = np.arange(height, dtype=np.float32)[:, None] + np.float32(0.5 - height / 2 - shift[1])
-        u, v = x * c + y * s, y * c - x * s  # broadcast to h×w here
-        self.x, self.y = x, y
-        self.rho2 = (u / a) ** 2 + (v / b) ** 2
-        du, dv = u * (2 / a**2), v * (2 / b**2)
-        self.gx, self.gy = du * c - dv * s, du * s + dv * c  # ∇ρ² in image axes
-        distance = (self.rho2 - 1.0) / np.maximum(np.hypot(self.gx, self.gy), 1e-6)
-        self.coverage = np.clip(0.5 - distance, 0.0, 1.0)
+    c, s = math.cos(angle), math.sin(angle)
+    reach_x, reach_y = math.hypot(a * c, b * s), math.hypot(a * s, b * c)
+    height, width = int(math.ceil(2 * (reach_y + pad))), int(math.ceil(2 * (reach_x + pad)))
+    shift_x, shift_y = shift.tolist()
+    return (height, width, 0.5 - width / 2 - shift_x, 0.5 - height / 2 - shift_y, c, s, a, b, 2 / a**2, 2 / b**2)
 
 
 def _pit(spec: PitSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     radius = max(0.5, min(uniform(rng, spec.radius), min(image_hw) / 2 - 3))  # patch fits the image
-    shape = _Ellipse(radius, radius * float(rng.uniform(0.75, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
-    alpha = _alpha(shape.coverage)
+    shape = _ellipse(radius, radius * float(rng.uniform(0.75, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
     contrast = uniform(rng, spec.contrast)
     # a dark floor, darkest in the middle; the inner wall facing the light is lit near the rim
     light = float(rng.uniform(0.0, 2 * math.pi))
-    rho = np.sqrt(shape.rho2)
-    facing = -(shape.x * math.cos(light) + shape.y * math.sin(light)) / np.maximum(rho * radius, 1e-3)
-    wall = np.clip(facing, 0.0, 1.0) ** 1.5 * np.clip(1.0 - np.abs(rho - 0.7) * (1 / 0.28), 0.0, 1.0)
-    dark = contrast * np.clip(1.0 - 0.45 * shape.rho2, 0.0, 1.0) * (1.0 - wall)
-    lit = (0.6 * contrast) * wall
-    alpha, dark, lit = _crop(alpha, dark, lit)
-    return alpha, 1.0 - dark - lit, 255.0 * lit
+    return kernels.pit(*shape, radius, math.cos(light), math.sin(light), contrast)
 
 
 def _dent(spec: DentSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     radius = max(0.5, min(uniform(rng, spec.size) * min(image_hw) / 2, min(image_hw) / 2 - 3))
-    shape = _Ellipse(radius, radius * float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
-    alpha = _alpha(shape.coverage)
+    shape = _ellipse(radius, radius * float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
     # depth z = −(1 − ρ²)² inside; brightness follows the slope facing the light (−∇z · light)
     light = float(rng.uniform(0.0, 2 * math.pi))
-    slope = np.clip(1.0 - shape.rho2, 0.0, None) * (shape.gx * math.cos(light) + shape.gy * math.sin(light))
-    slope *= alpha >= 0.5  # change pixels only inside the dent (holds analytically; made certain)
-    shade = slope * (uniform(rng, spec.contrast) / max(float(np.abs(slope).max()), 1e-6))
-    alpha, shade = _crop(alpha, shade)
-    up, down = np.clip(shade, 0.0, None), np.clip(shade, None, 0.0)
-    return alpha, 1.0 - up + down, 255.0 * up
+    return kernels.dent(*shape, math.cos(light), math.sin(light), uniform(rng, spec.contrast))
 
 
 def _particles(spec: ParticlesSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
@@ -455,9 +417,7 @@ def _particles(spec: ParticlesSpec, rng: np.random.Generator, image_hw: tuple[in
         cv2.circle(canvas.pixels, centre, r, 255, -1, cv2.LINE_8, _SHIFT)
         cv2.circle(strength, pixel, cover, k, -1)  # each dot's own strength over its footprint
     alpha = canvas.alpha()
-    tone = _pick_tone(rng, spec.tone)
-    alpha, strength = _crop(alpha, strength)
-    return (alpha, *_toward(tone, strength))
+    return kernels.toned(alpha, strength, 1.0, _pick_tone(rng, spec.tone) == "light")
 
 
 _MAKERS: dict[type, Callable[[Spec, np.random.Generator, tuple[int, int]], Made]] = {

@@ -10,9 +10,6 @@ mask of a pasted layer is `alpha >= 0.5` after any clipping, and the pixels are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
-
-import cv2
 import numpy as np
 
 MASK_THRESHOLD = 0.5
@@ -50,30 +47,3 @@ class Layer:
     def render(self, under: np.ndarray) -> np.ndarray:
         """The layer's colours over `under` (h×w×3 float32), before alpha."""
         return np.broadcast_to(under * self.gain + self.offset, under.shape)
-
-    @cached_property
-    def composite(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """(G, O), both h×w×3 float32: the pasted pixels are `under · G + O`, i.e. alpha folded in
-        once (G = 1 − alpha·(1 − gain), O = alpha·offset), so pasting is two OpenCV calls.
-        O is None when the offset is zero (a layer that only darkens)."""
-        offset = np.asarray(self.offset, np.float32)
-        if np.ndim(self.gain) == 0 and self.gain == 0.0 and offset.ndim == 3 and offset.shape[2] == 3:
-            alpha = cv2.merge([self.alpha, self.alpha, self.alpha])  # an opaque colour layer (a sprite)
-            return 1.0 - alpha, cv2.multiply(alpha, offset)
-        gain = _times_alpha(self.alpha, 1.0 - np.asarray(self.gain, np.float32))
-        np.subtract(1.0, gain, out=gain)
-        if offset.ndim == 0 and offset == 0.0:
-            return gain, None
-        return gain, _times_alpha(self.alpha, offset)
-
-
-def _times_alpha(alpha: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """alpha (h×w) × m (a scalar, an RGB triple, h×w, h×w×1 or h×w×3) as h×w×3 float32."""
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[..., 0]
-    if m.ndim == 1:
-        return cv2.merge([alpha * m[c] for c in range(3)])
-    if m.ndim == 3:
-        return cv2.multiply(cv2.merge([alpha, alpha, alpha]), np.ascontiguousarray(m, np.float32))
-    one = (alpha * m).astype(np.float32, copy=False)
-    return cv2.merge([one, one, one])

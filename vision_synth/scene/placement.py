@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from vision_synth.masks import mask_box
+from vision_synth.scene import kernels
 from vision_synth.scene.layers import Layer
 from vision_synth.types import Instances
 
@@ -131,12 +132,14 @@ def _paint(image: np.ndarray, layer: Layer, y: int, x: int) -> None:
         under = window.astype(np.float32)
         window[...] = poisson_paste(image, layer.render(under), layer.mask, y, x)
         return
-    # under·G + O in float, rounded and saturated to uint8 straight into the image
-    gain, offset = layer.composite
-    if offset is None:
-        cv2.multiply(window, gain, dst=window, dtype=cv2.CV_8U)
-    else:
-        cv2.add(cv2.multiply(window, gain, dtype=cv2.CV_32F), offset, dst=window, dtype=cv2.CV_8U)
+    kernels.paint(window, layer.alpha, _map3(layer.gain), _map3(layer.offset))
+
+
+def _map3(m: np.ndarray | float) -> np.ndarray:
+    """A layer's gain or offset as the float32 3-d array `kernels.paint` reads: a scalar as 1×1×1,
+    an RGB triple as 1×1×3, a grey map as h×w×1 (no copy)."""
+    m = np.asarray(m, np.float32)
+    return m.reshape(1, 1, -1) if m.ndim < 2 else m.reshape(*m.shape[:2], -1)
 
 
 def poisson_paste(image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int, x: int) -> np.ndarray:
