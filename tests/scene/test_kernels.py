@@ -43,10 +43,10 @@ def test_paint_gives_the_bytes_opencv_gave(form):
         alpha[rng.random((H, W)) < 0.2] = 1.0
         gain, offset = maps(rng, form)
         image = rng.integers(0, 256, (H + 6, W + 4, 3), dtype=np.uint8)
-        window = image[3 : 3 + H, 2 : 2 + W]  # a view with the image's strides, as placement passes it
+        window = image[3 : 3 + H, 2 : 2 + W]
         expected = opencv_paint(window.copy(), alpha, gain, offset)
         before = image.copy()
-        kernels.paint(window, alpha, _map3(gain), _map3(offset))
+        kernels.paint(image, 3, 2, alpha, _map3(gain), _map3(offset))
         np.testing.assert_array_equal(window, expected)
         outside = np.ones(image.shape[:2], bool)
         outside[3 : 3 + H, 2 : 2 + W] = False
@@ -56,10 +56,33 @@ def test_paint_gives_the_bytes_opencv_gave(form):
 def test_paint_rounds_halves_to_even_and_saturates():
     offsets = np.array([[[0.5, 1.5, 2.5]], [[253.5, 254.5, 300.0]], [[-3.0, -0.5, 0.49999997]]], np.float32)
     window = np.full((3, 1, 3), 7, np.uint8)
-    kernels.paint(window, np.ones((3, 1), np.float32), _map3(np.float32(0.0)), offsets)
+    kernels.paint(window, 0, 0, np.ones((3, 1), np.float32), _map3(np.float32(0.0)), offsets)
     np.testing.assert_array_equal(window[:, 0], [[0, 2, 2], [254, 254, 255], [0, 0, 0]])
     np.testing.assert_array_equal(window, opencv_paint(np.full((3, 1, 3), 7, np.uint8), np.ones((3, 1), np.float32),
                                                       0.0, offsets))
+
+
+def test_shade_is_the_formula_and_opencv_to_within_a_level():
+    rng = np.random.default_rng(4)
+    field = rng.integers(0, 256, (90, 100), dtype=np.uint8)
+    mismatched = 0
+    for _ in range(30):
+        gain = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+        dark, light = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        scale = (light - dark) / 255.0
+        y, x = (int(v) for v in rng.integers(0, 40, 2))
+        got = kernels.shade(field, y, x, gain, dark, scale)
+        window = field[y : y + 40, x : x + 50]
+        lit = cv2.multiply(window, gain, scale=1.0 / 128).astype(np.float64)
+        # the ramp's multiply-add rounded once, to float32 (float64 holds the product exactly)
+        ramp = lit[..., None] * scale.astype(np.float32).astype(np.float64) + dark.astype(np.float32)
+        expected = np.rint(np.minimum(np.abs(ramp.astype(np.float32)), 255)).astype(np.uint8)
+        np.testing.assert_array_equal(got, expected)
+        opencv = cv2.merge([cv2.convertScaleAbs(cv2.multiply(window, gain, scale=1.0 / 128), alpha=k, beta=lo)
+                            for lo, k in zip(dark.tolist(), scale.tolist())])
+        assert np.abs(got.astype(int) - opencv).max() <= 1  # OpenCV fuses the multiply-add only where the CPU can
+        mismatched += int((got != opencv).sum())
+    assert mismatched <= 0.001 * 30 * 40 * 50 * 3
 
 
 def ellipse_reference(h, w, ox, oy, c, s, a, b, ka, kb):

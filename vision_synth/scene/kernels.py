@@ -1,14 +1,16 @@
-"""Compiled per-pixel loops (numba) for the compositor's small patches.
+"""Compiled per-pixel loops (numba) for the compositor.
 
 A defect or sprite patch is a few hundred to a few thousand pixels, where a chain of NumPy and
 OpenCV calls costs more in calls and temporary arrays than in arithmetic: each of these loops does
-in one pass what took 10 to 75 calls. They compute in float32, in the same order as the array
-expressions they replaced (no fast-math: no reassociation, no fused multiply-add), so `paint`
-gives the bytes OpenCV gave, and the defect maps agree with NumPy's to within float32 rounding.
+in one pass what took 10 to 75 calls. The texture bank's colouring (`shade`) does in one pass over
+the image what took five OpenCV passes. They compute in float32, in the same order as the array
+expressions they replaced (no fast-math: no reassociation, and a fused multiply-add only where
+OpenCV's code had one), so pasting and shading give the bytes OpenCV gave, and the defect maps
+agree with NumPy's to within float32 rounding (the same bytes on every shipped config).
 
 Compiled code is cached beside this file (numba's `cache=True`; a read-only install uses the
-user's cache folder), so only the first process after an install compiles (about 2 s); later ones
-load in about 0.3 s.
+user's cache folder), so only the first process after an install compiles (a few seconds); later
+ones load it in about 0.4 s.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 _F = np.float32
 _ONE, _ZERO, _HALF = _F(1.0), _F(0.0), _F(0.5)
@@ -25,11 +29,64 @@ _ROUND = _F(8388608.0)  # 2**23: (v + 2**23) − 2**23 rounds 0 ≤ v < 2**23 ha
 
 
 @njit(cache=True, nogil=True)
-def paint(window, alpha, gain, offset):
-    """`window` (h×w×3 uint8, in place) ← saturate(round(window · (1 − α·(1 − gain)) + α · offset)):
-    the layer's colours `under · gain + offset` blended by α, in float32, rounded half to even.
-    `gain` and `offset` are float32 3-d arrays whose axes are of the window's size or of size 1
-    (a scalar is 1×1×1, an RGB triple 1×1×3, a grey map h×w×1)."""
+def paint(image, y, x, alpha, gain, offset):
+    """Paste a layer into `image` (H×W×3 uint8, C-contiguous, in place) at row `y`, column `x`:
+    each pixel under it ← saturate(round(under · (1 − α·(1 − gain)) + α · offset)), the layer's
+    colours `under · gain + offset` blended by α, in float32, rounded half to even (OpenCV's bytes).
+    `alpha` is h×w; `gain` and `offset` are float32 C-contiguous h×w×3 (per channel), h×w×1 (grey),
+    1×1×3 (one colour) or 1×1×1 (one value). Pixels of α = 0 are left as they are (the formula
+    gives back the same byte)."""
+    if (gain.shape[0] > 1 and gain.shape[2] == 1) or (offset.shape[0] > 1 and offset.shape[2] == 1):
+        _paint_grey(image, y, x, alpha, gain, offset)
+        return
+    # colour maps and constants (sprites, stains): row by row over the span of α > 0, in a loop
+    # over 3 values a pixel that the compiler vectorises
+    h, w = alpha.shape
+    pixels = image.reshape(-1)
+    gains, offsets = _constant_row(gain, w), _constant_row(offset, w)
+    for i in range(h):
+        row = alpha[i]
+        j0, j1 = 0, w
+        while j0 < j1 and row[j0] == _ZERO:
+            j0 += 1
+        while j1 > j0 and row[j1 - 1] == _ZERO:
+            j1 -= 1
+        g = gains if gain.shape[0] == 1 else gain[i].reshape(-1)
+        o = offsets if offset.shape[0] == 1 else offset[i].reshape(-1)
+        start = ((y + i) * image.shape[1] + x) * 3
+        # slices from column j0, so that the loop's indices start at 0 (known not negative: it vectorises)
+        _blend(pixels[start + 3 * j0 : start + 3 * j1], row[j0:j1], g[3 * j0 : 3 * j1], o[3 * j0 : 3 * j1])
+
+
+@njit(cache=True, nogil=True)
+def _constant_row(m, w):
+    """The 3w values (r, g, b of each pixel) of a row of a map that does not vary per pixel (1×1×1
+    or 1×1×3); nothing for a per-pixel map."""
+    if m.shape[0] > 1:
+        return np.empty(0, np.float32)
+    row = np.empty(3 * w, np.float32)
+    for j in range(w):
+        for c in range(3):
+            row[3 * j + c] = m[0, 0, c if m.shape[2] > 1 else 0]
+    return row
+
+
+@njit(cache=True, nogil=True)
+def _blend(pixels, alpha, gain, offset):
+    top = _F(255.0)
+    for j in range(alpha.shape[0]):
+        a = alpha[j]
+        for c in range(3):
+            k = 3 * j + c
+            v = _F(pixels[k]) * (_ONE - a * (_ONE - gain[k]))
+            v = min(max(v + a * offset[k], _ZERO), top)
+            pixels[k] = np.uint8((v + _ROUND) - _ROUND)
+
+
+@njit(cache=True, nogil=True)
+def _paint_grey(image, y, x, alpha, gain, offset):
+    """`paint` of a layer with a grey map: pixel by pixel, skipping those of α = 0 (a line defect's
+    patch is mostly empty)."""
     h, w = alpha.shape
     gi, gj, gc = int(gain.shape[0] > 1), int(gain.shape[1] > 1), int(gain.shape[2] > 1)
     oi, oj, oc = int(offset.shape[0] > 1), int(offset.shape[1] > 1), int(offset.shape[2] > 1)
@@ -38,11 +95,11 @@ def paint(window, alpha, gain, offset):
         for j in range(w):
             a = alpha[i, j]
             if a == _ZERO:
-                continue  # left as it is (the formula gives back the same byte)
+                continue
             for c in range(3):
-                v = _F(window[i, j, c]) * (_ONE - a * (_ONE - gain[i * gi, j * gj, c * gc]))
+                v = _F(image[y + i, x + j, c]) * (_ONE - a * (_ONE - gain[i * gi, j * gj, c * gc]))
                 v = min(max(v + a * offset[i * oi, j * oj, c * oc], _ZERO), top)
-                window[i, j, c] = np.uint8((v + _ROUND) - _ROUND)
+                image[y + i, x + j, c] = np.uint8((v + _ROUND) - _ROUND)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -196,3 +253,46 @@ def stain(alpha, inner, smooth, rim, opacity, tint_gain, tint_offset):
                 gain[i - r0, j - c0, c] = s * tint_gain[c] + _ONE
                 offset[i - r0, j - c0, c] = s * tint_offset[c]
     return np.ascontiguousarray(alpha[r0:r1, c0:c1]), gain, offset
+
+
+@njit(cache=True, nogil=True)
+def shade(field, y, x, gain, dark, scale):
+    """An H×W×3 uint8 texture from the H×W window at (`y`, `x`) of `field` (uint8, C-contiguous):
+    each value lit by `gain` (H×W uint8, in steps of 1/128: m = saturate(round(v · g / 128))) and
+    coloured through the ramp of each channel c, saturate(round(|fma(m, scale[c], dark[c])|)) in
+    float32, rounded half to even: the bytes of OpenCV's multiply, three convertScaleAbs (whose
+    vectorised code fuses the multiply-add on CPUs that have one) and merge, in one pass, not five."""
+    h, w = gain.shape
+    out = np.empty((h, w, 3), np.uint8)
+    source, gains, pixels = field.reshape(-1), gain.reshape(-1), out.reshape(-1)
+    lo, k = dark.astype(np.float32), scale.astype(np.float32)
+    for i in range(h):
+        start = (y + i) * field.shape[1] + x
+        _shade_row(source[start : start + w], gains[i * w : (i + 1) * w], pixels[3 * i * w : 3 * (i + 1) * w],
+                   lo[0], lo[1], lo[2], k[0], k[1], k[2])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _shade_row(values, gains, pixels, lo0, lo1, lo2, k0, k1, k2):
+    top, step = _F(255.0), _F(1.0 / 128)
+    for j in range(values.shape[0]):
+        m = min(_F(values[j]) * _F(gains[j]) * step, top)  # the product is exact: a power-of-two step
+        m = (m + _ROUND) - _ROUND
+        pixels[3 * j] = np.uint8((min(abs(_fma(m, k0, lo0)), top) + _ROUND) - _ROUND)
+        pixels[3 * j + 1] = np.uint8((min(abs(_fma(m, k1, lo1)), top) + _ROUND) - _ROUND)
+        pixels[3 * j + 2] = np.uint8((min(abs(_fma(m, k2, lo2)), top) + _ROUND) - _ROUND)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a·b + c in float32, rounded once (LLVM's fma: the CPU's instruction where it has one)."""
+    if not all(t == types.float32 for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fma = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
+        return builder.call(fma, args)
+
+    return types.float32(types.float32, types.float32, types.float32), codegen

@@ -59,6 +59,8 @@ def place_instances(
     into `background` itself (for a caller that made it and needs no clean copy).
     """
     image = background if in_place else background.copy()
+    if not image.flags.c_contiguous:  # kernels.paint walks the image's rows in memory
+        raise ValueError("place_instances: a background painted in place must be C-contiguous")
     height, width = image.shape[:2]
     labels = np.zeros((height, width), np.min_scalar_type(len(requests)))  # uint8 for < 256 requests
     placed: list[tuple[Request, int, int]] = []
@@ -132,13 +134,13 @@ def _paint(image: np.ndarray, layer: Layer, y: int, x: int) -> None:
         under = window.astype(np.float32)
         window[...] = poisson_paste(image, layer.render(under), layer.mask, y, x)
         return
-    kernels.paint(window, layer.alpha, _map3(layer.gain), _map3(layer.offset))
+    kernels.paint(image, y, x, np.ascontiguousarray(layer.alpha), _map3(layer.gain), _map3(layer.offset))
 
 
 def _map3(m: np.ndarray | float) -> np.ndarray:
-    """A layer's gain or offset as the float32 3-d array `kernels.paint` reads: a scalar as 1×1×1,
-    an RGB triple as 1×1×3, a grey map as h×w×1 (no copy)."""
-    m = np.asarray(m, np.float32)
+    """A layer's gain or offset as the float32 C-contiguous 3-d array `kernels.paint` reads: a scalar
+    as 1×1×1, an RGB triple as 1×1×3, a grey map as h×w×1 (no copy when it is contiguous already)."""
+    m = np.ascontiguousarray(m, np.float32)
     return m.reshape(1, 1, -1) if m.ndim < 2 else m.reshape(*m.shape[:2], -1)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vision_synth.scene import kernels
 from vision_synth.scene.textures import PAINTED_LIGHT, TEXTURES, lighting, texture_field, texture_index, texture_ramp
 from vision_synth.seeding import rng_for_dataset
 
@@ -101,9 +102,11 @@ class TextureBank:
         gain = cv2.max(lighting(rng, self.height, self.width, *LIGHT[texture]), 0.0)
         gain = cv2.resize(cv2.convertScaleAbs(gain, alpha=_GAIN_ONE), (self.width, self.height),
                           interpolation=cv2.INTER_LINEAR)
-        # lighting scales the field (towards the ramp's dark end: exact shading for a ramp from black)
-        field = cv2.multiply(self.field(crop), gain, scale=1.0 / _GAIN_ONE)
-        # the ramp per channel: |lo + (hi − lo)·v/255|, saturated (between lo and hi, so never negative)
-        channels = [cv2.convertScaleAbs(field, alpha=(hi - lo) / 255.0, beta=lo)
-                    for lo, hi in zip(dark.tolist(), light.tolist())]
-        return cv2.merge(channels), crop
+        # lighting scales the field (towards the ramp's dark end: exact shading for a ramp from black),
+        # then the ramp per channel: |lo + (hi − lo)·v/255|, saturated (between lo and hi, so never negative)
+        if crop.dihedral:
+            field, y, x = self.field(crop), 0, 0  # a turned copy
+        else:
+            field, y, x = self.fields[crop.texture][crop.field], crop.y, crop.x  # the window, where it lies
+        dark, light = dark.astype(np.float64), light.astype(np.float64)  # the slope in float64, as ever
+        return kernels.shade(field, y, x, gain, dark, (light - dark) / 255.0), crop
