@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from vision_synth.scene import kernels
+from vision_synth import scene  # scene.kernels: imported on first use (see scene/__init__.py)
 from vision_synth.scene.layers import Layer
 from vision_synth.spec import (
     CountRange,
@@ -287,7 +287,8 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     alpha = canvas.alpha()
     tone = _pick_tone(rng, spec.tone)
     contrast = uniform(rng, spec.contrast)
-    return kernels.toned(alpha, _smooth(rng, alpha.shape, max(8.0, length / 6), 0.6, 1.0), contrast, tone == "light")
+    strength = _smooth(rng, alpha.shape, max(8.0, length / 6), 0.6, 1.0)
+    return scene.kernels.toned(alpha, strength, contrast, tone == "light")
 
 
 _PULL = 0.6 ** np.arange(24)  # memory of the previous turn (0.6^24 ≈ 0: a truncated AR(1) filter)
@@ -329,7 +330,7 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
         canvas.stroke(path, w * (1.0 - 0.75 * along**1.3))
     alpha = canvas.alpha()
     contrast = uniform(rng, spec.contrast)
-    return kernels.toned(alpha, _smooth(rng, alpha.shape, max(6.0, length / 8), 0.75, 1.0), contrast, False)
+    return scene.kernels.toned(alpha, _smooth(rng, alpha.shape, max(6.0, length / 8), 0.75, 1.0), contrast, False)
 
 
 # the stain outline's 96 polar angles, the harmonics 1..6 of its wandering radius, and k·angle
@@ -362,7 +363,7 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     tint = np.array(spec.colors[int(rng.integers(len(spec.colors)))], np.float32)
     # towards mostly a multiply by the tint (a transparent dye darkens every surface it covers)
     # and a little of the tint itself (a deposit, which is what shows on dark surfaces)
-    return kernels.stain(alpha, inner, smooth, rim, opacity, tint * (0.8 / 255.0) - 1.0, 0.1 * tint)
+    return scene.kernels.stain(alpha, inner, smooth, rim, opacity, tint * (0.8 / 255.0) - 1.0, 0.1 * tint)
 
 
 def _ellipse(a: float, b: float, angle: float, shift: np.ndarray, pad: float = 2.0) -> tuple:
@@ -386,7 +387,7 @@ def _pit(spec: PitSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> 
     contrast = uniform(rng, spec.contrast)
     # a dark floor, darkest in the middle; the inner wall facing the light is lit near the rim
     light = float(rng.uniform(0.0, 2 * math.pi))
-    return kernels.pit(*shape, radius, math.cos(light), math.sin(light), contrast)
+    return scene.kernels.pit(*shape, radius, math.cos(light), math.sin(light), contrast)
 
 
 def _dent(spec: DentSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
@@ -394,7 +395,7 @@ def _dent(spec: DentSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -
     shape = _ellipse(radius, radius * float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
     # depth z = −(1 − ρ²)² inside; brightness follows the slope facing the light (−∇z · light)
     light = float(rng.uniform(0.0, 2 * math.pi))
-    return kernels.dent(*shape, math.cos(light), math.sin(light), uniform(rng, spec.contrast))
+    return scene.kernels.dent(*shape, math.cos(light), math.sin(light), uniform(rng, spec.contrast))
 
 
 def _particles(spec: ParticlesSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
@@ -417,7 +418,7 @@ def _particles(spec: ParticlesSpec, rng: np.random.Generator, image_hw: tuple[in
         cv2.circle(canvas.pixels, centre, r, 255, -1, cv2.LINE_8, _SHIFT)
         cv2.circle(strength, pixel, cover, k, -1)  # each dot's own strength over its footprint
     alpha = canvas.alpha()
-    return kernels.toned(alpha, strength, 1.0, _pick_tone(rng, spec.tone) == "light")
+    return scene.kernels.toned(alpha, strength, 1.0, _pick_tone(rng, spec.tone) == "light")
 
 
 _MAKERS: dict[type, Callable[[Spec, np.random.Generator, tuple[int, int]], Made]] = {

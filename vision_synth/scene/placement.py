@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from vision_synth.masks import mask_box
-from vision_synth.scene import kernels
+from vision_synth import scene  # scene.kernels: imported on first use (see scene/__init__.py)
 from vision_synth.scene.layers import Layer
 from vision_synth.types import Instances
 
@@ -134,7 +134,7 @@ def _paint(image: np.ndarray, layer: Layer, y: int, x: int) -> None:
         under = window.astype(np.float32)
         window[...] = poisson_paste(image, layer.render(under), layer.mask, y, x)
         return
-    kernels.paint(image, y, x, np.ascontiguousarray(layer.alpha), _map3(layer.gain), _map3(layer.offset))
+    scene.kernels.paint(image, y, x, np.ascontiguousarray(layer.alpha), _map3(layer.gain), _map3(layer.offset))
 
 
 def _map3(m: np.ndarray | float) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vision_synth.scene import kernels
+from vision_synth import scene  # scene.kernels: imported on first use (see scene/__init__.py)
 from vision_synth.scene.textures import PAINTED_LIGHT, TEXTURES, lighting, texture_field, texture_index, texture_ramp
 from vision_synth.seeding import rng_for_dataset
 
@@ -109,4 +109,4 @@ class TextureBank:
         else:
             field, y, x = self.fields[crop.texture][crop.field], crop.y, crop.x  # the window, where it lies
         dark, light = dark.astype(np.float64), light.astype(np.float64)  # the slope in float64, as ever
-        return kernels.shade(field, y, x, gain, dark, (light - dark) / 255.0), crop
+        return scene.kernels.shade(field, y, x, gain, dark, (light - dark) / 255.0), crop
