@@ -11,7 +11,8 @@ from pycocotools import mask as coco_mask
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """(x, y, w, h): the pixel extent of a 2-D mask's nonzero pixels (w = x_max - x_min + 1);
-    (0, 0, 0, 0) when it has none. The one mask-extent function: every box and crop comes from it."""
+    (0, 0, 0, 0) when it has none. The one mask-extent function: every box and crop comes from it
+    (save the compiled defect loops, which crop their own patches in `scene.kernels._box`)."""
     mask = np.asarray(mask)
     if mask.dtype != bool:
         mask = mask != 0

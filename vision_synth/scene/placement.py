@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vision_synth.masks import mask_box
 from vision_synth import scene  # scene.kernels: imported on first use (see scene/__init__.py)
+from vision_synth.masks import mask_box
 from vision_synth.scene.layers import Layer
 from vision_synth.types import Instances
 
