@@ -123,17 +123,16 @@ def _ellipse_at(x, y, c, s, ia, ib, ka, kb):
 @njit(cache=True, nogil=True)
 def _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb):
     """The defects' alpha of an ellipse centred in an h×w patch (pixel (i, j) at x = j + ox,
-    y = i + oy), and ρ² per pixel. A coverage that peaks below one half is rescaled to peak at 1,
-    so that the mask is never empty (as `defects._alpha`)."""
+    y = i + oy), and ρ² and ∇ρ² (x and y) per pixel. A coverage that peaks below one half is
+    rescaled to peak at 1, so that the mask is never empty (as `defects._alpha`)."""
     ox, oy, c, s, ia, ib, ka, kb = _F(ox), _F(oy), _F(c), _F(s), _F(ia), _F(ib), _F(ka), _F(kb)
     alpha = np.empty((h, w), np.float32)
-    rho2 = np.empty((h, w), np.float32)
+    rho2, grad_x, grad_y = np.empty((h, w), np.float32), np.empty((h, w), np.float32), np.empty((h, w), np.float32)
     peak = _ZERO
     for i in range(h):
         y = _F(i) + oy
         for j in range(w):
-            r, _, _, cover = _ellipse_at(_F(j) + ox, y, c, s, ia, ib, ka, kb)
-            rho2[i, j] = r
+            rho2[i, j], grad_x[i, j], grad_y[i, j], cover = _ellipse_at(_F(j) + ox, y, c, s, ia, ib, ka, kb)
             alpha[i, j] = cover
             peak = max(peak, cover)
     if peak <= _ZERO:
@@ -144,7 +143,7 @@ def _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb):
         for j in range(w):
             cover = alpha[i, j] * scale if scale != _ONE else alpha[i, j]
             alpha[i, j] = min(max((cover - _HALF) * _EDGE + _HALF, _ZERO), _ONE)
-    return alpha, rho2
+    return alpha, rho2, grad_x, grad_y
 
 
 @njit(cache=True, nogil=True)
@@ -165,7 +164,7 @@ def _box(alpha):
 def pit(h, w, ox, oy, c, s, ia, ib, ka, kb, radius, cos_light, sin_light, contrast):
     """Alpha, gain and offset (cropped, float32) of a pit: a dark floor, darkest in the middle, and
     the inner wall facing the light lit near the rim (see `defects._pit` for the parameters)."""
-    alpha, rho2 = _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb)
+    alpha, rho2, _, _ = _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb)
     oy, ox, radius, cos_light, sin_light = _F(oy), _F(ox), _F(radius), _F(cos_light), _F(sin_light)
     r0, r1, c0, c1 = _box(alpha)
     gain = np.empty((r1 - r0, c1 - c0), np.float32)
@@ -192,16 +191,13 @@ def pit(h, w, ox, oy, c, s, ia, ib, ka, kb, radius, cos_light, sin_light, contra
 def dent(h, w, ox, oy, c, s, ia, ib, ka, kb, cos_light, sin_light, contrast):
     """Alpha, gain and offset (cropped, float32) of a dent: depth z = −(1 − ρ²)² inside, brightness
     following the slope that faces the light, its strongest at ±`contrast` (see `defects._dent`)."""
-    alpha, _ = _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb)
-    ox, oy, c, s, ia, ib, ka, kb = _F(ox), _F(oy), _F(c), _F(s), _F(ia), _F(ib), _F(ka), _F(kb)
+    alpha, rho2, grad_x, grad_y = _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb)
     cos_light, sin_light = _F(cos_light), _F(sin_light)
     slope = np.empty((h, w), np.float32)
     steepest = _ZERO
     for i in range(h):
-        y = _F(i) + oy
         for j in range(w):
-            rho2, gx, gy, _ = _ellipse_at(_F(j) + ox, y, c, s, ia, ib, ka, kb)
-            k = max(_ONE - rho2, _ZERO) * (gx * cos_light + gy * sin_light)
+            k = max(_ONE - rho2[i, j], _ZERO) * (grad_x[i, j] * cos_light + grad_y[i, j] * sin_light)
             k = k if alpha[i, j] >= _HALF else _ZERO  # change pixels only inside the dent
             slope[i, j] = k
             steepest = max(steepest, abs(k))
