@@ -139,10 +139,16 @@ def test_an_atomic_write_that_fails_leaves_neither_file_nor_temp_file(tmp_path, 
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     write_atomic(tmp_path / "a.jpg", b"old")
-    monkeypatch.setattr(files.os, "fdopen", lambda fd, *a, **k: Full(real(fd, *a, **k)))
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, *a, **k: Full(real(fd, *a, **k)))  # atomic_open's writes
+    monkeypatch.setattr(files.os, "write", full)  # write_atomic's
     with pytest.raises(OSError):
         write_atomic(tmp_path / "a.jpg", b"new")
     with pytest.raises(OSError):
         write_atomic(tmp_path / "b.jpg", b"new")
+    with pytest.raises(OSError), files.atomic_open(tmp_path / "c.json", "w") as f:
+        f.write("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"] and (tmp_path / "a.jpg").read_bytes() == b"old"

@@ -10,6 +10,7 @@ the next run removes what a killed one left (`remove_stale_stages`, `remove_stal
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -33,20 +34,26 @@ FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _create_beside(path: Path) -> tuple[Path, int]:
+# the TOKEN of this process's temp files: a count from a random start (8 hex digits, as
+# secrets.token_hex(4) gives stage folders), cheaper than a random draw for every image written
+_TOKENS = itertools.count(secrets.randbits(32))
+
+
+def _create_beside(path: Path) -> tuple[str, int]:
     """A new file beside `path`, `.NAME.partial-PID-TOKEN` (left by a killed writer, removed by
     remove_stale_stages(_in)), created exclusively and with the usual permissions (0o666 less the
-    umask, as open() gives); its folder is made when missing."""
+    umask, as open() gives); its folder is made when missing. Returns its path (str) and descriptor."""
+    folder, name = os.path.split(os.fspath(path))
     while True:
-        tmp = path.parent / f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = os.path.join(folder, f".{name}.partial-{os.getpid()}-{next(_TOKENS) & 0xFFFFFFFF:08x}")
         try:
             return tmp, os.open(tmp, _CREATE, 0o666)
         except FileExistsError:
             continue
         except FileNotFoundError:
-            if path.parent.is_dir():
+            if os.path.isdir(folder or "."):
                 raise
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -60,14 +67,31 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
             yield f
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `data` (str as UTF-8) to `path` atomically (see `atomic_open`)."""
-    with atomic_open(path) as f:
-        f.write(data.encode() if isinstance(data, str) else data)
+    """Write `data` (str as UTF-8) to `path` atomically, as `atomic_open` does (with plain system
+    calls: this writes every image)."""
+    tmp, fd = _create_beside(path)
+    try:
+        view = memoryview(data.encode() if isinstance(data, str) else data).cast("B")
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 # one encoder for every compact line (json.dumps builds a new one per call when given options)
