@@ -168,3 +168,56 @@ def test_toned_and_stain_maps_are_the_formula():
         offset = cv2.merge([s * c for c in tint_offset.tolist()])
         for g, e in zip(kernels.stain(alpha, inner, smooth, rim, opacity, tint_gain, tint_offset), (a, gain, offset)):
             np.testing.assert_array_equal(g, e)
+
+
+def fit_reference(points, pad, image_hw):
+    """`defects._fit` of one path, as the NumPy expressions the outline loops replaced."""
+    bounds = np.array((points.min(axis=0), points.max(axis=0)))
+    (x0, y0), (x1, y1) = bounds.tolist()
+    room_x, room_y = max(image_hw[1] - 2 * pad - 2, 1.0), max(image_hw[0] - 2 * pad - 2, 1.0)
+    scale = min(room_x / max(x1 - x0, 1e-6), room_y / max(y1 - y0, 1e-6))
+    if scale >= 1.0:
+        return points, bounds
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    return centre + (points - centre) * scale, centre + (bounds - centre) * scale
+
+
+@pytest.mark.parametrize("image_hw", [(512, 512), (40, 90)])  # the second shrinks most curves to fit
+def test_scratch_outline_is_the_formula(image_hw):
+    from vision_synth.scene.defects import _bezier
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        length, width, n = rng.uniform(10, 300), rng.uniform(0.5, 6), int(rng.integers(8, 120))
+        controls = np.array([[0, 0], [length / 3, rng.uniform(-1, 1) * length], [2 * length / 3, rng.uniform(-1, 1) * length],
+                             [length, 0]])
+        angle = rng.uniform(0, 2 * math.pi)
+        basis, taper = _bezier(n)
+        got, got_bounds = kernels.ribbon(controls, math.cos(angle), math.sin(angle), basis, taper, width / 2, width / 2 + 2,
+                                         *image_hw)
+        c, s = math.cos(angle), math.sin(angle)
+        points, bounds = fit_reference(basis @ (controls @ np.array([[c, s], [-s, c]])), width / 2 + 2, image_hw)
+        tangent = np.empty_like(points)
+        tangent[1:-1] = (points[2:] - points[:-2]) * 0.5
+        tangent[0], tangent[-1] = points[1] - points[0], points[-1] - points[-2]
+        normal = tangent[:, ::-1] * np.array([-1.0, 1.0]) / np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
+        half = (width / 2 * taper)[:, None]
+        expected = np.vstack([points + normal * half, (points - normal * half)[::-1]])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9 * length)
+        np.testing.assert_allclose(got_bounds, bounds, rtol=0, atol=1e-9 * length)
+
+
+@pytest.mark.parametrize("image_hw", [(512, 512), (30, 60)])
+def test_stain_outline_is_the_formula(image_hw):
+    rng = np.random.default_rng(9)
+    phi = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
+    k = np.arange(1, 7)
+    for _ in range(40):
+        radius, amps, phases = rng.uniform(3, 120), rng.uniform(0, 0.25, 6) / k, rng.uniform(0, 2 * math.pi, 6)
+        elongation, tilt = rng.uniform(0.6, 1.0), rng.uniform(0, math.pi)
+        got, got_bounds = kernels.blob(radius, amps, phases, elongation, tilt, 2.0, *image_hw)
+        r = radius * (1.0 + (amps[:, None] * np.cos(k[:, None] * phi + phases[:, None])).sum(axis=0))
+        r *= elongation ** np.abs(np.sin(phi - tilt))
+        outline, bounds = fit_reference(np.stack([np.cos(phi), np.sin(phi)], axis=1) * r[:, None], 2.0, image_hw)
+        np.testing.assert_allclose(got, outline, rtol=0, atol=1e-9 * radius)
+        np.testing.assert_allclose(got_bounds, bounds, rtol=0, atol=1e-9 * radius)

@@ -243,11 +243,6 @@ def _channels(m: np.ndarray) -> np.ndarray:
     return (m[..., None] if np.ndim(m) == 2 else m).astype(np.float32, copy=False)
 
 
-def _rotation(angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, s], [-s, c]])  # row vectors: points @ R rotates by `angle`
-
-
 Made = tuple[np.ndarray, np.ndarray, np.ndarray]  # alpha, gain, offset
 
 
@@ -256,10 +251,10 @@ Made = tuple[np.ndarray, np.ndarray, np.ndarray]  # alpha, gain, offset
 
 @functools.lru_cache(maxsize=256)
 def _bezier(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cubic Bernstein basis at n evenly spaced t (n×4), and the scratch's taper sin(πt)^0.6 (n×1)."""
+    """Cubic Bernstein basis at n evenly spaced t (n×4), and the scratch's taper sin(πt)^0.6 (n)."""
     t = np.linspace(0.0, 1.0, n)[:, None]
     basis = np.hstack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3])
-    taper = np.sin(np.pi * t) ** 0.6
+    taper = np.sin(np.pi * t[:, 0]) ** 0.6
     basis.flags.writeable = taper.flags.writeable = False
     return basis, taper
 
@@ -273,17 +268,13 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     first, second = (-1.0 if u < 0.5 else 1.0 for u in rng.random(2).tolist())
     second *= float(rng.uniform(0.3, 1.0))
     controls = np.array([[0.0, 0.0], [length / 3, bend * length * first], [2 * length / 3, bend * length * second], [length, 0.0]])
-    controls = controls @ _rotation(float(rng.uniform(0.0, 2 * math.pi)))
+    angle = float(rng.uniform(0.0, 2 * math.pi))
     basis, taper = _bezier(max(8, int(length / 2.5)))
-    (points,), bounds = _fit([basis @ controls], width / 2 + 2, image_hw)
-    # a ribbon around the curve, widest in the middle and tapering to points at both ends
-    tangent = np.empty_like(points)  # central differences, one-sided at the ends
-    tangent[1:-1] = (points[2:] - points[:-2]) * 0.5
-    tangent[0], tangent[-1] = points[1] - points[0], points[-1] - points[-2]
-    normal = tangent[:, ::-1] * np.array([-1.0, 1.0]) / np.maximum(np.hypot(tangent[:, 0], tangent[:, 1]), 1e-9)[:, None]
-    half = (width / 2) * taper
+    # a ribbon around the curve turned by `angle`, widest in the middle and tapering to points at both ends
+    outline, bounds = scene.kernels.ribbon(controls, math.cos(angle), math.sin(angle), basis, taper, width / 2,
+                                           width / 2 + 2, *image_hw)
     canvas = _Canvas(bounds, width / 2 + 2)
-    canvas.fill(np.vstack([points + normal * half, (points - normal * half)[::-1]]))
+    canvas.fill(outline)
     alpha = canvas.alpha()
     tone = _pick_tone(rng, spec.tone)
     contrast = uniform(rng, spec.contrast)
@@ -333,24 +324,18 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     return scene.kernels.toned(alpha, _smooth(rng, alpha.shape, max(6.0, length / 8), 0.75, 1.0), contrast, False)
 
 
-# the stain outline's 96 polar angles, the harmonics 1..6 of its wandering radius, and k·angle
-_PHI = np.linspace(0.0, 2 * math.pi, 96, endpoint=False)
-_HARMONICS = np.arange(1, 7)[:, None]
-_K_PHI = _HARMONICS * _PHI
-_UNIT_CIRCLE = np.stack([np.cos(_PHI), np.sin(_PHI)], axis=1)
-for _a in (_PHI, _HARMONICS, _K_PHI, _UNIT_CIRCLE):
-    _a.flags.writeable = False
+_HARMONICS = np.arange(1, 7)  # of the stain outline's wandering radius
+_HARMONICS.flags.writeable = False
 
 
 def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     short = min(image_hw)
     radius = uniform(rng, spec.size) * short / 2
     # polar blob: the radius wanders with a few low harmonics (their sum stays above −0.6)
-    amps = rng.uniform(0.0, 0.25, (6, 1)) / _HARMONICS
-    phases = rng.uniform(0.0, 2 * math.pi, (6, 1))
-    r = radius * (1.0 + (amps * np.cos(_K_PHI + phases)).sum(axis=0))
-    r *= rng.uniform(0.6, 1.0) ** np.abs(np.sin(_PHI - rng.uniform(0.0, math.pi)))  # a little elongated
-    (outline,), bounds = _fit([_UNIT_CIRCLE * r[:, None]], 2.0, image_hw)
+    amps = rng.uniform(0.0, 0.25, 6) / _HARMONICS
+    phases = rng.uniform(0.0, 2 * math.pi, 6)
+    elongation, tilt = float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi))  # a little elongated
+    outline, bounds = scene.kernels.blob(radius, amps, phases, elongation, tilt, 2.0, *image_hw)
     canvas = _Canvas(bounds, 2.0)
     canvas.fill(outline)
     coverage8 = canvas.coverage8()

@@ -215,6 +215,77 @@ def dent(h, w, ox, oy, c, s, ia, ib, ka, kb, cos_light, sin_light, contrast):
 
 
 @njit(cache=True, nogil=True)
+def ribbon(controls, c, s, basis, taper, half_width, pad, height, width):
+    """The scratch's outline: the cubic Bézier of `controls` (4×2, x y) turned by the angle of
+    cosine `c` and sine `s`, at the n points of `basis` (n×4), shrunk about its centre when the patch around it (`pad` pixels each side) would not fit
+    an H×W image (as `defects._fit`), widened along its normals by `half_width` · `taper` (n) to
+    each side. Returns the outline (2n×2: one side, then the other back) and the curve's bounds
+    ([[least x, least y], [greatest x, greatest y]])."""
+    turned = np.empty((4, 2))
+    for k in range(4):
+        turned[k, 0] = controls[k, 0] * c - controls[k, 1] * s
+        turned[k, 1] = controls[k, 0] * s + controls[k, 1] * c
+    n = basis.shape[0]
+    points = np.empty((n, 2))
+    for i in range(n):
+        for d in range(2):
+            points[i, d] = (basis[i, 0] * turned[0, d] + basis[i, 1] * turned[1, d]
+                            + basis[i, 2] * turned[2, d] + basis[i, 3] * turned[3, d])
+    points, bounds = _fitted(points, pad, height, width)
+    outline = np.empty((2 * n, 2))
+    for i in range(n):
+        # the tangent's direction by central differences, one-sided at the ends
+        a, b = max(i - 1, 0), min(i + 1, n - 1)
+        tx, ty = points[b, 0] - points[a, 0], points[b, 1] - points[a, 1]
+        norm = max(math.hypot(tx, ty), 1e-9)
+        nx, ny = -ty / norm, tx / norm
+        half = half_width * taper[i]
+        outline[i, 0], outline[i, 1] = points[i, 0] + nx * half, points[i, 1] + ny * half
+        outline[2 * n - 1 - i, 0], outline[2 * n - 1 - i, 1] = points[i, 0] - nx * half, points[i, 1] - ny * half
+    return outline, bounds
+
+
+@njit(cache=True, nogil=True)
+def blob(radius, amps, phases, elongation, tilt, pad, height, width):
+    """The stain's outline at 96 polar angles φ: radius · (1 + Σₖ amps[k−1] · cos(k·φ + phases[k−1]))
+    (k = 1..6) · elongation^|sin(φ − tilt)|, shrunk about its centre when the patch around it (`pad`
+    pixels each side) would not fit an H×W image (as `defects._fit`). Returns the outline (96×2,
+    x y) and its bounds ([[least x, least y], [greatest x, greatest y]])."""
+    n = 96
+    outline = np.empty((n, 2))
+    for j in range(n):
+        phi = j * (2 * math.pi / n)  # as np.linspace(0, 2π, n, endpoint=False)
+        r = 0.0
+        for k in range(amps.shape[0]):
+            r += amps[k] * math.cos((k + 1) * phi + phases[k])
+        r = radius * (1.0 + r) * elongation ** abs(math.sin(phi - tilt))
+        outline[j, 0], outline[j, 1] = math.cos(phi) * r, math.sin(phi) * r
+    return _fitted(outline, pad, height, width)
+
+
+@njit(cache=True, nogil=True)
+def _fitted(points, pad, height, width):
+    """`points` (n×2, x y; shrunk in place) and their bounds, as `defects._fit`."""
+    n = points.shape[0]
+    x0, y0, x1, y1 = points[0, 0], points[0, 1], points[0, 0], points[0, 1]
+    for i in range(1, n):
+        x0, x1 = min(x0, points[i, 0]), max(x1, points[i, 0])
+        y0, y1 = min(y0, points[i, 1]), max(y1, points[i, 1])
+    room_x, room_y = max(width - 2 * pad - 2, 1.0), max(height - 2 * pad - 2, 1.0)  # floor/ceil add 2
+    scale = min(room_x / max(x1 - x0, 1e-6), room_y / max(y1 - y0, 1e-6))
+    bounds = np.array([[x0, y0], [x1, y1]])
+    if scale < 1.0:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for i in range(n):
+            points[i, 0] = cx + (points[i, 0] - cx) * scale
+            points[i, 1] = cy + (points[i, 1] - cy) * scale
+        for k in range(2):
+            bounds[k, 0] = cx + (bounds[k, 0] - cx) * scale
+            bounds[k, 1] = cy + (bounds[k, 1] - cy) * scale
+    return points, bounds
+
+
+@njit(cache=True, nogil=True)
 def toned(alpha, strength, k, light):
     """Alpha, gain and offset (cropped, float32) of a defect that darkens (under·(1 − s)) or, when
     `light`, lightens (under + (255 − under)·s) by s = k · `strength`; the
