@@ -92,6 +92,26 @@ def test_the_field_is_the_window_turned(bank, dihedral):
     assert np.array_equal(bank.field(crop), TURNS[dihedral](window))
 
 
+def test_the_drawn_texture_is_the_turned_window_lit_and_coloured(bank):
+    """Whatever part of a turn the shading does itself (reading rows in reverse), the image is the
+    turned window's, lit and coloured as `kernels.shade` does an unturned one."""
+    from vision_synth import scene
+    from vision_synth.scene.texture_bank import LIGHT
+    from vision_synth.scene.textures import lighting, texture_ramp
+
+    seen = set()
+    for seed in range(60):
+        image, crop = bank.draw("brushed_metal", rng_for(3, seed))
+        replay = rng_for(3, seed)
+        assert bank.crop("brushed_metal", replay) == crop
+        dark, light = (c.astype(np.float64) for c in texture_ramp("brushed_metal", replay))
+        rows, cols = lighting(replay, H, W, *LIGHT["brushed_metal"])
+        turned = np.ascontiguousarray(bank.field(crop))
+        assert np.array_equal(image, scene.kernels.shade(turned, 0, 0, False, rows, cols, dark, (light - dark) / 255))
+        seen.add(crop.dihedral)
+    assert seen == set(range(8))
+
+
 def test_the_bank_draws_only_from_the_given_generator(bank):
     np.random.seed(1)
     before = np.random.get_state()[1].copy()

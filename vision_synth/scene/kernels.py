@@ -2,11 +2,13 @@
 
 A defect or sprite patch is a few hundred to a few thousand pixels, where a chain of NumPy and
 OpenCV calls costs more in calls and temporary arrays than in arithmetic: each of these loops does
-in one pass what took 10 to 75 calls. The texture bank's colouring (`shade`) does in one pass over
-the image what took five OpenCV passes. They compute in float32, in the same order as the array
-expressions they replaced (no fast-math: no reassociation, and a fused multiply-add only where
-OpenCV's code had one), so pasting and shading give the bytes OpenCV gave, and the defect maps
-agree with NumPy's to within float32 rounding (the same bytes on every shipped config).
+in one pass what took 10 to 75 calls (the outlines of scratches and stains: what took some 30
+small-array expressions). The texture bank's colouring (`shade`) lights and colours the image in
+one pass, working out the lighting of each row beside it, where a resized gain map and five OpenCV
+passes were. The loops compute in the same order as the array expressions they replaced (no
+fast-math: no reassociation, and a fused multiply-add only where OpenCV's code had one), so
+pasting gives the bytes OpenCV gave, and the defect maps and outlines agree with NumPy's to within
+rounding (the same bytes on every shipped config).
 
 Compiled code is cached beside this file (numba's `cache=True`; a read-only install uses the
 user's cache folder), so only the first process after an install compiles (a few seconds); later
@@ -323,21 +325,33 @@ def stain(alpha, inner, smooth, rim, opacity, tint_gain, tint_offset):
 
 
 @njit(cache=True, nogil=True)
-def shade(field, y, x, gain, dark, scale):
-    """An H×W×3 uint8 texture from the H×W window at (`y`, `x`) of `field` (uint8, C-contiguous):
-    each value lit by `gain` (H×W uint8, in steps of 1/128: m = saturate(round(v · g / 128))) and
-    coloured through the ramp of each channel c, saturate(round(|fma(m, scale[c], dark[c])|)) in
-    float32, rounded half to even: the bytes of OpenCV's multiply, three convertScaleAbs (whose
-    vectorised code fuses the multiply-add on CPUs that have one) and merge, in one pass, not five."""
-    h, w = gain.shape
+def shade(field, y, x, flip_rows, rows, cols, dark, scale):
+    """An H×W×3 uint8 texture from the H×W window at (`y`, `x`) of `field` (uint8, C-contiguous),
+    its rows in reverse order when `flip_rows`: each value v lit by the gain rows[i] + cols[j] (the
+    image's lighting, H and W float32) in uint8 steps of 1/128, g = saturate(round(128 · gain)) and
+    m = saturate(round(v · g / 128)), then coloured through the ramp of each channel c,
+    saturate(round(|fma(m, scale[c], dark[c])|)) in float32, rounded half to even. One pass over
+    the image (the gain of a row is worked out beside it): what took a resized gain map and five
+    OpenCV passes."""
+    h, w = rows.shape[0], cols.shape[0]
     out = np.empty((h, w, 3), np.uint8)
-    source, gains, pixels = field.reshape(-1), gain.reshape(-1), out.reshape(-1)
+    source, pixels = field.reshape(-1), out.reshape(-1)
     lo, k = dark.astype(np.float32), scale.astype(np.float32)
+    gains = np.empty(w, np.uint8)
     for i in range(h):
-        start = (y + i) * field.shape[1] + x
-        _shade_row(source[start : start + w], gains[i * w : (i + 1) * w], pixels[3 * i * w : 3 * (i + 1) * w],
+        _gain_row(rows[i], cols, gains)
+        start = (y + (h - 1 - i if flip_rows else i)) * field.shape[1] + x
+        _shade_row(source[start : start + w], gains, pixels[3 * i * w : 3 * (i + 1) * w],
                    lo[0], lo[1], lo[2], k[0], k[1], k[2])
     return out
+
+
+@njit(cache=True, nogil=True)
+def _gain_row(row, cols, gains):
+    top, one = _F(255.0), _F(128.0)
+    for j in range(cols.shape[0]):
+        g = min(max((row + cols[j]) * one, _ZERO), top)
+        gains[j] = np.uint8((g + _ROUND) - _ROUND)
 
 
 @njit(cache=True, nogil=True)

@@ -11,6 +11,7 @@ would average away the one-pixel grain and streaks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -26,7 +27,6 @@ FIELD_SIDE = 1.5  # a field's side over the image's longer side
 MAX_FIELD_BYTES = 64 << 20  # per texture: fewer fields for large images, never fewer than two
 # gradient and vignette strength of each image's lighting; painted parts keep their own shading
 LIGHT = {name: ((0.0, 0.1), (0.0, 0.1)) for name in TEXTURES} | {"painted": PAINTED_LIGHT}
-_GAIN_ONE = 128  # the lighting gain is applied in uint8 steps of 1/128 (gains up to 2)
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,14 @@ class TextureBank:
         """An H×W×3 uint8 RGB texture for one image, and where in the bank it comes from."""
         crop = self.crop(texture, rng)
         dark, light = texture_ramp(texture, rng)
-        gain = cv2.max(lighting(rng, self.height, self.width, *LIGHT[texture]), 0.0)
-        gain = cv2.resize(cv2.convertScaleAbs(gain, alpha=_GAIN_ONE), (self.width, self.height),
-                          interpolation=cv2.INTER_LINEAR)
+        rows, cols = lighting(rng, self.height, self.width, *LIGHT[texture])
         # lighting scales the field (towards the ramp's dark end: exact shading for a ramp from black),
-        # then the ramp per channel: |lo + (hi − lo)·v/255|, saturated (between lo and hi, so never negative)
-        if crop.dihedral:
-            field, y, x = self.field(crop), 0, 0  # a turned copy
+        # then the ramp per channel: |lo + (hi − lo)·v/255|, saturated (between lo and hi, so never negative).
+        # The shading reads the rows in either order: only a turn that transposes or flips columns is copied.
+        flip_rows = bool(crop.dihedral & 2)
+        if crop.dihedral & 5:
+            field, y, x = self.field(dataclasses.replace(crop, dihedral=crop.dihedral & 5)), 0, 0
         else:
             field, y, x = self.fields[crop.texture][crop.field], crop.y, crop.x  # the window, where it lies
         dark, light = dark.astype(np.float64), light.astype(np.float64)  # the slope in float64, as ever
-        return scene.kernels.shade(field, y, x, gain, dark, (light - dark) / 255.0), crop
+        return scene.kernels.shade(field, y, x, flip_rows, rows, cols, dark, (light - dark) / 255.0), crop

@@ -143,29 +143,28 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 def lighting(rng: np.random.Generator, height: int, width: int, gradient: tuple[float, float],
-             vignette: tuple[float, float]) -> np.ndarray:
-    """A smooth gain map of an H×W image on a coarse grid (at most 33×33, float32; upsample it
-    bilinearly): 1 + g·(x cos φ + y sin φ) − v·(x² + y²), x and y in [−1, 1] along the longer side,
-    φ uniform, g and v drawn from `gradient` and `vignette`."""
-    x, y, r2 = _light_grid(int(height), int(width))
+             vignette: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The smooth gain of an H×W image, 1 + g·(x cos φ + y sin φ) − v·(x² + y²) with x and y in
+    [−1, 1] along the longer side, φ uniform, g and v drawn from `gradient` and `vignette`; as its
+    two separable terms (float32), `rows` (H) and `cols` (W): gain[i, j] = rows[i] + cols[j]."""
+    y, x = _light_axes(int(height), int(width))
     direction = float(rng.uniform(0.0, 2 * math.pi))
     g = float(rng.uniform(*gradient))
     v = float(rng.uniform(*vignette))
-    gain = (x * np.float32(g * math.cos(direction))) + (y * np.float32(g * math.sin(direction)))
-    gain -= r2 * np.float32(v)
-    gain += np.float32(1.0)
-    return gain
+    rows = y * np.float32(g * math.sin(direction)) - (y * y) * np.float32(v) + np.float32(1.0)
+    cols = x * np.float32(g * math.cos(direction)) - (x * x) * np.float32(v)
+    return rows, cols
 
 
 @functools.lru_cache(maxsize=16)
-def _light_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    gh, gw = min(max(2, height), 33), min(max(2, width), 33)
-    y = np.linspace(-1.0, 1.0, gh, dtype=np.float32)[:, None] * np.float32(height / max(height, width))
-    x = np.linspace(-1.0, 1.0, gw, dtype=np.float32)[None, :] * np.float32(width / max(height, width))
-    r2 = x * x + y * y
-    for a in (x, y, r2):
+def _light_axes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel centres' y (H) and x (W) in [−1, 1] along the longer side (float32, read-only)."""
+    longer = max(height, width)
+    y = np.linspace(-1.0, 1.0, height, dtype=np.float32) * np.float32(height / longer)
+    x = np.linspace(-1.0, 1.0, width, dtype=np.float32) * np.float32(width / longer)
+    for a in (x, y):
         a.flags.writeable = False
-    return x, y, r2
+    return y, x
 
 
 # painted parts are lit unevenly by construction: a gradient and a vignette of their 0.78 base shade
@@ -174,8 +173,8 @@ PAINTED_LIGHT = ((0.05 / 0.78, 0.25 / 0.78), (0.05 / 0.78, 0.3 / 0.78))
 
 def painted_light(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """The H×W gain (float32) of a painted surface's gradient and vignette."""
-    gain = lighting(rng, height, width, *PAINTED_LIGHT)
-    return cv2.resize(gain, (width, height), interpolation=cv2.INTER_LINEAR)
+    rows, cols = lighting(rng, height, width, *PAINTED_LIGHT)
+    return np.add.outer(rows, cols)
 
 
 # ---------------------------------------------------------------- fields and ramps
