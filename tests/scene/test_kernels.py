@@ -222,3 +222,63 @@ def test_stain_outline_is_the_formula(image_hw):
         outline, bounds = fit_reference(np.stack([np.cos(phi), np.sin(phi)], axis=1) * r[:, None], 2.0, image_hw)
         np.testing.assert_allclose(got, outline, rtol=0, atol=1e-9 * radius)
         np.testing.assert_allclose(got_bounds, bounds, rtol=0, atol=1e-9 * radius)
+
+
+def overlap_reference(labels, mask, y, x, area, visible, full, max_overlap, min_area, min_fraction):
+    """The placement test as the NumPy expressions it replaced: (verdict, pixels lost per label)."""
+    h, w = mask.shape
+    beneath = labels[y : y + h, x : x + w][mask]
+    over = int(np.count_nonzero(beneath))
+    if not over:
+        return 0, None
+    if over > max_overlap * area:
+        return -1, None
+    lost = np.bincount(beneath, minlength=len(visible))
+    lost[0] = 0
+    remaining = visible - lost
+    remaining[0] = 0
+    too_small = (remaining < min_area) | (remaining < min_fraction * full)
+    return (-1 if np.any((remaining > 0) & too_small) else 1), lost
+
+
+def test_overlap_and_stamp_are_the_placement_rules():
+    rng = np.random.default_rng(10)
+    verdicts = set()
+    for _ in range(300):
+        n = int(rng.integers(1, 7))  # labels 1..n-1 placed so far
+        labels = np.zeros((40, 50), np.uint8)
+        full = np.zeros(n, np.int64)
+        for k in range(1, n):
+            y, x, h, w = (int(v) for v in (rng.integers(0, 30), rng.integers(0, 40), rng.integers(3, 12), rng.integers(3, 12)))
+            shape = rng.random((h, w)) < 0.7
+            expected = labels.copy()
+            np.copyto(expected[y : y + h, x : x + w], k, where=shape)  # what the kernel replaced
+            kernels.stamp(labels, shape, y, x, k)
+            assert np.array_equal(labels, expected)
+            full[k] = shape.sum()
+        visible = np.bincount(labels.ravel(), minlength=n)[:n].astype(np.int64)
+        visible[0] = 0
+        mask = rng.random((int(rng.integers(2, 15)), int(rng.integers(2, 15)))) < 0.8
+        y, x = int(rng.integers(0, 40 - mask.shape[0] + 1)), int(rng.integers(0, 50 - mask.shape[1] + 1))
+        area, rules = int(mask.sum()), (float(rng.uniform(0, 1)), int(rng.integers(1, 20)), float(rng.uniform(0, 0.6)))
+        lost = np.full(n, -7, np.int64)
+        got = kernels.overlap(labels, mask, y, x, area, visible, full, *rules, lost)
+        verdict, expected_lost = overlap_reference(labels, mask, y, x, area, visible, full, *rules)
+        assert got == verdict
+        if verdict == 1:
+            np.testing.assert_array_equal(lost, expected_lost)
+        verdicts.add(verdict)
+    assert verdicts == {-1, 0, 1}
+
+
+def test_overlap_refuses_to_leave_a_sliver_and_allows_hiding_all():
+    labels = np.zeros((10, 10), np.uint8)
+    labels[0, :5] = 1  # instance 1: five pixels in a row
+    visible, full, lost = np.array([0, 5]), np.array([0, 5]), np.zeros(2, np.int64)
+    cover = lambda k: np.ones((1, k), bool)  # noqa: E731  (the first k of them)
+    assert kernels.overlap(labels, cover(4), 0, 0, 4, visible, full, 1.0, 2, 0.0, lost) == -1  # one pixel left
+    assert kernels.overlap(labels, cover(5), 0, 0, 5, visible, full, 1.0, 2, 0.0, lost) == 1  # hidden entirely
+    assert lost.tolist() == [0, 5]
+    assert kernels.overlap(labels, cover(3), 0, 0, 3, visible, full, 1.0, 2, 0.0, lost) == 1  # two left
+    assert kernels.overlap(labels, cover(3), 0, 0, 3, visible, full, 1.0, 2, 0.5, lost) == -1  # 2 < half of 5
+    assert kernels.overlap(labels, cover(3), 0, 5, 3, visible, full, 1.0, 2, 0.5, lost) == 0  # beside it

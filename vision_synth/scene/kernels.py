@@ -149,6 +149,55 @@ def _ellipse_alpha(h, w, ox, oy, c, s, ia, ib, ka, kb):
 
 
 @njit(cache=True, nogil=True)
+def overlap(labels, mask, y, x, area, visible, full, max_overlap, min_area, min_fraction, lost):
+    """Whether a mask (h×w bool, `area` pixels) may go at row `y`, column `x` over the label map
+    `labels` (H×W) of the instances placed so far, labels 1..n−1 (`visible` and `full`: their
+    visible and whole pixel counts, n long): 0 when nothing lies beneath it, 1 when what lies beneath
+    is at most `max_overlap` of its area and leaves every earlier instance either hidden entirely or
+    visible over at least `min_area` pixels and `min_fraction` of its whole (`lost` then holds the
+    pixels each would lose), −1 otherwise (`placement.PlacementRules`)."""
+    h, w = mask.shape
+    n = visible.shape[0]
+    anything = 0
+    for i in range(h):  # the usual case, and the cheapest test: nothing placed there yet
+        under = labels[y + i, x : x + w]
+        for j in range(w):
+            anything |= under[j]
+    if anything == 0:
+        return 0
+    lost[:] = 0
+    over = 0
+    for i in range(h):
+        row, under = mask[i], labels[y + i]
+        for j in range(w):
+            if row[j]:
+                k = under[x + j]
+                if k:
+                    lost[k] += 1
+                    over += 1
+    if over == 0:
+        return 0
+    if over > max_overlap * area:
+        return -1
+    for k in range(1, n):
+        remaining = visible[k] - lost[k]
+        if remaining > 0 and (remaining < min_area or remaining < min_fraction * full[k]):
+            return -1
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def stamp(labels, mask, y, x, label):
+    """labels[y + i, x + j] = `label` wherever mask[i, j] (an instance's pixels in the label map)."""
+    h, w = mask.shape
+    for i in range(h):
+        row, out = mask[i], labels[y + i]
+        for j in range(w):
+            if row[j]:
+                out[x + j] = label
+
+
+@njit(cache=True, nogil=True)
 def _box(alpha):
     """Rows [r0, r1) and columns [c0, c1) of the pixels with alpha > 0, grown by one pixel within
     the patch: where every defect patch is cropped to."""

@@ -66,6 +66,7 @@ def place_instances(
     placed: list[tuple[Request, int, int]] = []
     visible = np.zeros(len(requests) + 1, np.int64)  # visible pixel count per label (index 0 unused)
     full = np.zeros(len(requests) + 1, np.int64)  # amodal pixel count per label
+    lost = np.zeros(len(requests) + 1, np.int64)  # what the instance being placed would hide of each
     skipped = 0
     for request in requests:
         layer = request.layer
@@ -75,17 +76,15 @@ def place_instances(
             skipped += 1
             continue
         n = len(placed) + 1  # this instance's label, if it is placed
-        spot = _find_spot(request, mask, area, labels, visible[:n], full[:n], rng, rules)
+        spot = _find_spot(request, mask, area, labels, visible[:n], full[:n], lost[:n], rng, rules)
         if spot is None:
             skipped += 1
             continue
-        y, x, lost = spot
-        h, w = layer.shape
+        y, x, beneath = spot
         _paint(image, layer, y, x)
-        np.copyto(labels[y : y + h, x : x + w], n, where=mask)
-        if lost is not None:
-            visible[:n] -= lost
-            visible[0] = 0
+        scene.kernels.stamp(labels, mask, y, x, n)
+        if beneath:
+            visible[:n] -= lost[:n]
         visible[n] = full[n] = area
         placed.append((request, y, x))
 
@@ -95,8 +94,9 @@ def place_instances(
     return image, instances, stats
 
 
-def _find_spot(request, mask, area, labels, visible, full, rng, rules):
-    """(y, x, pixels lost per earlier label, or None when nothing lies beneath), or None."""
+def _find_spot(request, mask, area, labels, visible, full, lost, rng, rules):
+    """(y, x, whether anything lies beneath: then `lost` holds the pixels lost per earlier label),
+    or None."""
     height, width = labels.shape
     h, w = mask.shape
     tries = 1 if request.at is not None else rules.max_tries
@@ -108,22 +108,10 @@ def _find_spot(request, mask, area, labels, visible, full, rng, rules):
             x = int(rng.integers(0, width - w + 1))
         if request.region is not None and not request.region[y : y + h, x : x + w][mask].all():
             continue
-        window = labels[y : y + h, x : x + w]
-        if not np.count_nonzero(window):  # nothing placed there yet: the usual case, and the cheapest test
-            return y, x, None
-        beneath = window[mask]
-        over = np.count_nonzero(beneath)
-        if over > rules.max_overlap * area:
-            continue
-        if not over:
-            return y, x, None
-        lost = np.bincount(beneath, minlength=len(visible))
-        remaining = visible - lost
-        remaining[0] = 0
-        too_small = (remaining < rules.min_visible_area) | (remaining < rules.min_visible_fraction * full)
-        if np.any((remaining > 0) & too_small):
-            continue
-        return y, x, lost
+        verdict = scene.kernels.overlap(labels, mask, y, x, area, visible, full, rules.max_overlap,
+                                        rules.min_visible_area, rules.min_visible_fraction, lost)
+        if verdict >= 0:
+            return y, x, verdict == 1
     return None
 
 
