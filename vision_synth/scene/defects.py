@@ -216,15 +216,9 @@ def _bounds(points: np.ndarray) -> np.ndarray:
 def _fit(paths: list[np.ndarray], pad: float, image_hw: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray]:
     """Shrink `paths` (x, y points) about their common centre so that the patch drawn around them
     with `pad` pixels of padding fits inside the image; unchanged when it already fits. Returns the
-    paths and their `_bounds` (shrinking is monotonic, so the bounds shrink with them exactly)."""
-    bounds = _bounds(paths[0] if len(paths) == 1 else np.concatenate(paths))
-    (x0, y0), (x1, y1) = bounds.tolist()
-    room_x, room_y = max(image_hw[1] - 2 * pad - 2, 1.0), max(image_hw[0] - 2 * pad - 2, 1.0)  # floor/ceil add 2
-    scale = min(room_x / max(x1 - x0, 1e-6), room_y / max(y1 - y0, 1e-6))
-    if scale >= 1.0:
-        return paths, bounds
-    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-    return [centre + (p - centre) * scale for p in paths], centre + (bounds - centre) * scale
+    paths and their bounds (`kernels.fit_points` of all their points)."""
+    points, bounds = scene.kernels.fit_points(np.concatenate(paths), float(pad), *image_hw)
+    return np.split(points, np.cumsum([len(p) for p in paths[:-1]])), bounds
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], cell: float, low: float, high: float) -> np.ndarray:

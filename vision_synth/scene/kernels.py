@@ -268,10 +268,9 @@ def dent(h, w, ox, oy, c, s, ia, ib, ka, kb, cos_light, sin_light, contrast):
 @njit(cache=True, nogil=True)
 def ribbon(controls, c, s, basis, taper, half_width, pad, height, width):
     """The scratch's outline: the cubic Bézier of `controls` (4×2, x y) turned by the angle of
-    cosine `c` and sine `s`, at the n points of `basis` (n×4), shrunk about its centre when the patch around it (`pad` pixels each side) would not fit
-    an H×W image (as `defects._fit`), widened along its normals by `half_width` · `taper` (n) to
-    each side. Returns the outline (2n×2: one side, then the other back) and the curve's bounds
-    ([[least x, least y], [greatest x, greatest y]])."""
+    cosine `c` and sine `s`, at the n points of `basis` (n×4), fitted to an H×W image with `pad`
+    pixels of room (`fit_points`), widened along its normals by `half_width` · `taper` (n) to each
+    side. Returns the outline (2n×2: one side, then the other back) and the curve's bounds."""
     turned = np.empty((4, 2))
     for k in range(4):
         turned[k, 0] = controls[k, 0] * c - controls[k, 1] * s
@@ -282,7 +281,7 @@ def ribbon(controls, c, s, basis, taper, half_width, pad, height, width):
         for d in range(2):
             points[i, d] = (basis[i, 0] * turned[0, d] + basis[i, 1] * turned[1, d]
                             + basis[i, 2] * turned[2, d] + basis[i, 3] * turned[3, d])
-    points, bounds = _fitted(points, pad, height, width)
+    points, bounds = fit_points(points, pad, height, width)
     outline = np.empty((2 * n, 2))
     for i in range(n):
         # the tangent's direction by central differences, one-sided at the ends
@@ -299,9 +298,8 @@ def ribbon(controls, c, s, basis, taper, half_width, pad, height, width):
 @njit(cache=True, nogil=True)
 def blob(radius, amps, phases, elongation, tilt, pad, height, width):
     """The stain's outline at 96 polar angles φ: radius · (1 + Σₖ amps[k−1] · cos(k·φ + phases[k−1]))
-    (k = 1..6) · elongation^|sin(φ − tilt)|, shrunk about its centre when the patch around it (`pad`
-    pixels each side) would not fit an H×W image (as `defects._fit`). Returns the outline (96×2,
-    x y) and its bounds ([[least x, least y], [greatest x, greatest y]])."""
+    (k = 1..6) · elongation^|sin(φ − tilt)|, fitted to an H×W image with `pad` pixels of room
+    (`fit_points`). Returns the outline (96×2, x y) and its bounds."""
     n = 96
     outline = np.empty((n, 2))
     for j in range(n):
@@ -311,12 +309,15 @@ def blob(radius, amps, phases, elongation, tilt, pad, height, width):
             r += amps[k] * math.cos((k + 1) * phi + phases[k])
         r = radius * (1.0 + r) * elongation ** abs(math.sin(phi - tilt))
         outline[j, 0], outline[j, 1] = math.cos(phi) * r, math.sin(phi) * r
-    return _fitted(outline, pad, height, width)
+    return fit_points(outline, pad, height, width)
 
 
 @njit(cache=True, nogil=True)
-def _fitted(points, pad, height, width):
-    """`points` (n×2, x y; shrunk in place) and their bounds, as `defects._fit`."""
+def fit_points(points, pad, height, width):
+    """`points` (n×2, x y, float64) shrunk in place about the centre of their bounds so that a patch
+    drawn around them with `pad` pixels of padding fits inside an H×W image (unchanged when it fits
+    already), and their bounds [[least x, least y], [greatest x, greatest y]] (shrinking is
+    monotonic, so the bounds shrink with the points exactly)."""
     n = points.shape[0]
     x0, y0, x1, y1 = points[0, 0], points[0, 1], points[0, 0], points[0, 1]
     for i in range(1, n):
