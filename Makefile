@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -c "import torch, torchvision" 
 	$(PIP) install -e . 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import vision_synth, albumentations, pycocotools, diffusers, accelerate, numba"
+	$(BIN)/python tools/warm_kernels.py
 	@touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed

@@ -115,9 +115,9 @@ def test_the_same_seed_gives_the_same_result_and_another_seed_another_design(set
 
 def test_another_spec_into_the_same_folder_is_refused(setup, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["tune", str(write_spec(setup)), "--out", str(out), "--quiet"]) == 0
-    changed = write_spec(setup, name="changed.yaml", budget={"trials": 2, "seeds": 2, "max_seeds": 2,
-                                                             "confirm_seeds": 6})
+    small = {"trials": 1, "seeds": 2, "max_seeds": 2, "confirm_seeds": 6}  # the refusal needs only a finished search
+    assert main(["tune", str(write_spec(setup, budget=small)), "--out", str(out), "--quiet"]) == 0
+    changed = write_spec(setup, name="changed.yaml", budget={**small, "trials": 2})
     capsys.readouterr()
     assert main(["tune", str(changed), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()

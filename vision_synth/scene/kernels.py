@@ -11,8 +11,8 @@ pasting gives the bytes OpenCV gave, and the defect maps and outlines agree with
 rounding (the same bytes on every shipped config).
 
 Compiled code is cached beside this file (numba's `cache=True`; a read-only install uses the
-user's cache folder), so only the first process after an install compiles (a few seconds); later
-ones load it in about 0.4 s.
+user's cache folder), so only the first process after an install compiles (~16 s; `make install`
+does it, with `tools/warm_kernels.py`); later ones load it in about 0.4 s.
 """
 
 from __future__ import annotations
