@@ -37,3 +37,18 @@ def test_named_streams_take_sub_streams_that_are_no_samples():
     assert not {tuple(b) for b in bank} & {tuple(s) for s in samples}
     with pytest.raises(ValueError, match="no sub-streams"):
         rng_for_dataset(5, "split", 3)  # the root's sub-streams are the samples' own
+
+
+def test_a_range_draw_is_numpys_uniform_and_keeps_the_stream_in_step():
+    """spec.uniform computes numpy's scalar uniform itself (low + (high − low)·random()): the same
+    doubles and the same stream position, so the change of call left every sample's bytes alone."""
+    from vision_synth.spec import uniform
+
+    ranges = np.random.default_rng(5).uniform(-1e3, 1e3, (2000, 2))
+    ranges.sort(axis=1)
+    ours, numpys = rng_for(3, 7), rng_for(3, 7)
+    for low, high in [*ranges.tolist(), (0.0, 2 * np.pi), (1, 4), (-0.35, 0.35)]:
+        assert uniform(ours, (low, high)) == float(numpys.uniform(low, high))
+    assert ours.random() == numpys.random()
+    before = ours.bit_generator.state
+    assert uniform(ours, (2.5, 2.5)) == 2.5 and ours.bit_generator.state == before  # no draw for a single value

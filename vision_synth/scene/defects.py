@@ -260,9 +260,9 @@ def _scratch(spec: ScratchSpec, rng: np.random.Generator, image_hw: tuple[int, i
     bend = uniform(rng, spec.curvature)
     # cubic Bézier in a local frame along x: a C (same-side controls) or an S (opposite sides)
     first, second = (-1.0 if u < 0.5 else 1.0 for u in rng.random(2).tolist())
-    second *= float(rng.uniform(0.3, 1.0))
+    second *= uniform(rng, (0.3, 1.0))
     controls = np.array([[0.0, 0.0], [length / 3, bend * length * first], [2 * length / 3, bend * length * second], [length, 0.0]])
-    angle = float(rng.uniform(0.0, 2 * math.pi))
+    angle = uniform(rng, (0.0, 2 * math.pi))
     basis, taper = _bezier(max(8, int(length / 2.5)))
     # a ribbon around the curve turned by `angle`, widest in the middle and tapering to points at both ends
     outline, bounds = scene.kernels.ribbon(controls, math.cos(angle), math.sin(angle), basis, taper, width / 2,
@@ -291,10 +291,10 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     short = min(image_hw)
     length = uniform(rng, spec.length) * short
     width = uniform(rng, spec.width)
-    heading = float(rng.uniform(0.0, 2 * math.pi))
+    heading = uniform(rng, (0.0, 2 * math.pi))
     step = max(1.5, length / 60)
     # the trunk grows both ways from its origin and thins toward the tips
-    share = float(rng.uniform(0.35, 0.65))
+    share = uniform(rng, (0.35, 0.65))
     paths = [
         _walk(rng, np.zeros(2), heading, length * share, step),
         _walk(rng, np.zeros(2), heading + math.pi, length * (1 - share), step),
@@ -304,9 +304,9 @@ def _crack(spec: CrackSpec, rng: np.random.Generator, image_hw: tuple[int, int])
         trunk = paths[int(rng.integers(2))]
         at = int(rng.integers(1, max(2, len(trunk) - 1)))
         direction = trunk[min(at + 1, len(trunk) - 1)] - trunk[at - 1]
-        angle = math.atan2(direction[1], direction[0]) + (1.0 if rng.random() < 0.5 else -1.0) * float(rng.uniform(0.4, 1.1))
+        angle = math.atan2(direction[1], direction[0]) + (1.0 if rng.random() < 0.5 else -1.0) * uniform(rng, (0.4, 1.1))
         fraction = 1.0 - at / len(trunk)  # thinner the farther out the branch starts
-        paths.append(_walk(rng, trunk[at], angle, length * float(rng.uniform(0.15, 0.4)), step))
+        paths.append(_walk(rng, trunk[at], angle, length * uniform(rng, (0.15, 0.4)), step))
         widths.append(max(0.6, width * (0.35 + 0.45 * fraction)))
     paths, bounds = _fit(paths, width / 2 + 2, image_hw)
     canvas = _Canvas(bounds, width / 2 + 2)
@@ -328,7 +328,7 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     # polar blob: the radius wanders with a few low harmonics (their sum stays above −0.6)
     amps = rng.uniform(0.0, 0.25, 6) / _HARMONICS
     phases = rng.uniform(0.0, 2 * math.pi, 6)
-    elongation, tilt = float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi))  # a little elongated
+    elongation, tilt = uniform(rng, (0.6, 1.0)), uniform(rng, (0.0, math.pi))  # a little elongated
     outline, bounds = scene.kernels.blob(radius, amps, phases, elongation, tilt, 2.0, *image_hw)
     canvas = _Canvas(bounds, 2.0)
     canvas.fill(outline)
@@ -336,7 +336,7 @@ def _stain(spec: StainSpec, rng: np.random.Generator, image_hw: tuple[int, int])
     alpha, coverage = _alpha8(coverage8), coverage8.astype(np.float32) * (1.0 / 255.0)
     # dye settles unevenly, and often darker along the rim where it dried last
     inner = cv2.GaussianBlur(coverage, (0, 0), max(1.0, radius * 0.15))
-    rim = float(rng.uniform(0.0, 0.6))
+    rim = uniform(rng, (0.0, 0.6))
     opacity = uniform(rng, spec.opacity)
     smooth = _smooth(rng, alpha.shape, max(4.0, radius / 2), 0.65, 1.0)
     tint = np.array(spec.colors[int(rng.integers(len(spec.colors)))], np.float32)
@@ -362,18 +362,18 @@ def _ellipse(a: float, b: float, angle: float, shift: np.ndarray, pad: float = 2
 
 def _pit(spec: PitSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     radius = max(0.5, min(uniform(rng, spec.radius), min(image_hw) / 2 - 3))  # patch fits the image
-    shape = _ellipse(radius, radius * float(rng.uniform(0.75, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
+    shape = _ellipse(radius, radius * uniform(rng, (0.75, 1.0)), uniform(rng, (0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
     contrast = uniform(rng, spec.contrast)
     # a dark floor, darkest in the middle; the inner wall facing the light is lit near the rim
-    light = float(rng.uniform(0.0, 2 * math.pi))
+    light = uniform(rng, (0.0, 2 * math.pi))
     return scene.kernels.pit(*shape, radius, math.cos(light), math.sin(light), contrast)
 
 
 def _dent(spec: DentSpec, rng: np.random.Generator, image_hw: tuple[int, int]) -> Made:
     radius = max(0.5, min(uniform(rng, spec.size) * min(image_hw) / 2, min(image_hw) / 2 - 3))
-    shape = _ellipse(radius, radius * float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
+    shape = _ellipse(radius, radius * uniform(rng, (0.6, 1.0)), uniform(rng, (0.0, math.pi)), rng.uniform(-0.5, 0.5, 2))
     # depth z = −(1 − ρ²)² inside; brightness follows the slope facing the light (−∇z · light)
-    light = float(rng.uniform(0.0, 2 * math.pi))
+    light = uniform(rng, (0.0, 2 * math.pi))
     return scene.kernels.dent(*shape, math.cos(light), math.sin(light), uniform(rng, spec.contrast))
 
 

@@ -19,6 +19,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from vision_synth.spec import uniform
+
 TEXTURES: tuple[str, ...] = ("brushed_metal", "cast_metal", "wood", "fabric", "painted")
 
 Ramp = tuple[np.ndarray, np.ndarray]  # (dark, light): RGB colours, 0..255 float32
@@ -148,7 +150,7 @@ def lighting(rng: np.random.Generator, height: int, width: int, gradient: tuple[
     [−1, 1] along the longer side, φ uniform, g and v drawn from `gradient` and `vignette`; as its
     two separable terms (float32), `rows` (H) and `cols` (W): gain[i, j] = rows[i] + cols[j]."""
     y, x = _light_axes(int(height), int(width))
-    direction = float(rng.uniform(0.0, 2 * math.pi))
+    direction = uniform(rng, (0.0, 2 * math.pi))
     g = float(rng.uniform(*gradient))
     v = float(rng.uniform(*vignette))
     rows = y * np.float32(g * math.sin(direction)) - (y * y) * np.float32(v) + np.float32(1.0)
@@ -183,11 +185,11 @@ def painted_light(rng: np.random.Generator, height: int, width: int) -> np.ndarr
 
 
 def _brushed_metal(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
-    angle = float(rng.uniform(0.0, math.pi))
-    step_u, step_v = 8.0, float(rng.uniform(0.8, 1.4))  # u along the brushing, v across (streak pitch)
+    angle = uniform(rng, (0.0, math.pi))
+    step_u, step_v = 8.0, uniform(rng, (0.8, 1.4))  # u along the brushing, v across (streak pitch)
     rows, cols = _oriented_frame(height, width, angle, step_u, step_v)
     along_px = cols * step_u
-    streak = float(rng.uniform(30.0, 120.0))  # typical streak length in pixels
+    streak = uniform(rng, (30.0, 120.0))  # typical streak length in pixels
     source = _noise(rng, (rows, _cells(along_px, streak)), (rows, cols))
     source *= 0.06
     coarse = _noise(rng, (_cells(rows, 6.0), _cells(along_px, streak * 3)), (rows, cols))
@@ -196,27 +198,27 @@ def _brushed_metal(rng: np.random.Generator, height: int, width: int, image_hw: 
     # per image extent along u (so a field larger than the image has one per image-sized stretch)
     extent = image_hw[1] * abs(math.cos(angle)) + image_hw[0] * abs(math.sin(angle))
     u = (np.arange(cols, dtype=np.float32) - (cols - 1) / 2.0) * np.float32(step_u / extent)
-    centre, spread = float(rng.uniform(-0.35, 0.35)), float(rng.uniform(0.12, 0.35))
+    centre, spread = uniform(rng, (-0.35, 0.35)), uniform(rng, (0.12, 0.35))
     offset = u - centre
     offset -= np.round(offset)  # wrapped into [−0.5, 0.5]
-    band = float(rng.uniform(0.08, 0.22)) * np.exp(-((offset / spread) ** 2))
+    band = uniform(rng, (0.08, 0.22)) * np.exp(-((offset / spread) ** 2))
     source += (band + (0.5 - 0.5 * float(band[np.abs(u) <= 0.5].mean())))[None, :]
     return _rotate_into_image(source, height, width, angle, step_u, step_v)
 
 
 def _brushed_metal_ramp(rng: np.random.Generator) -> Ramp:
-    grey = float(rng.uniform(120.0, 190.0))
-    tint = rng.uniform(-6.0, 6.0, 3).astype(np.float32) + float(rng.uniform(-6.0, 6.0)) * np.array([-1, 0, 1], np.float32)
+    grey = uniform(rng, (120.0, 190.0))
+    tint = rng.uniform(-6.0, 6.0, 3).astype(np.float32) + uniform(rng, (-6.0, 6.0)) * np.array([-1, 0, 1], np.float32)
     return np.clip(grey * 0.45 + tint, 0, 255), np.clip(grey * 1.45 + tint, 0, 255)
 
 
 def _cast_metal(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
     short = min(image_hw)
     # multi-octave value noise built as a pyramid up to a quarter of the field
-    cells = float(rng.uniform(3.0, 7.0))
+    cells = uniform(rng, (3.0, 7.0))
     grid = (max(2, round(cells * height / short)), max(2, round(cells * width / short)))
     field = _noise(rng, grid, grid)
-    persistence, amp = float(rng.uniform(0.55, 0.75)), 1.0
+    persistence, amp = uniform(rng, (0.55, 0.75)), 1.0
     target = (max(2, height // 4), max(2, width // 4))
     while field.shape[0] < target[0] or field.shape[1] < target[1]:
         size = (min(field.shape[0] * 2, target[0]), min(field.shape[1] * 2, target[1]))
@@ -224,13 +226,13 @@ def _cast_metal(rng: np.random.Generator, height: int, width: int, image_hw: tup
         amp *= persistence
         field = cv2.resize(field, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         field += amp * _noise(rng, size, size)
-    field *= float(rng.uniform(0.08, 0.13))
+    field *= uniform(rng, (0.08, 0.13))
     # small dark pits (about two pixels across): peaks of half-resolution noise above a high
     # threshold; kept faint so they do not pass for the labelled `pit` defect
     half = (max(2, height // 2), max(2, width // 2))
     field = cv2.resize(field, (half[1], half[0]), interpolation=cv2.INTER_LINEAR)
     pits = rng.random(half, dtype=np.float32)
-    threshold = float(rng.uniform(0.99, 0.997))
+    threshold = uniform(rng, (0.99, 0.997))
     pits -= threshold
     field -= np.clip(pits, 0.0, None, out=pits) * (0.45 / (1.0 - threshold))
     field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -243,8 +245,8 @@ def _cast_metal(rng: np.random.Generator, height: int, width: int, image_hw: tup
 
 
 def _cast_metal_ramp(rng: np.random.Generator) -> Ramp:
-    grey = float(rng.uniform(90.0, 170.0))
-    warm = float(rng.uniform(-8.0, 10.0)) * np.array([1.0, 0.3, -1.0], np.float32)
+    grey = uniform(rng, (90.0, 170.0))
+    warm = uniform(rng, (-8.0, 10.0)) * np.array([1.0, 0.3, -1.0], np.float32)
     return np.clip(grey * 0.3 + warm * 0.5, 0, 255), np.clip(grey * 1.7 + warm, 0, 255)
 
 
@@ -264,16 +266,16 @@ def _ring_profile(rng: np.random.Generator, rings: int) -> np.ndarray:
 
 
 def _wood(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
-    angle = float(rng.uniform(0.0, math.pi))  # grain direction
+    angle = uniform(rng, (0.0, math.pi))  # grain direction
     short = min(image_hw)
-    period = float(rng.uniform(0.02, 0.06)) * max(short, 160)  # ring spacing in pixels
+    period = uniform(rng, (0.02, 0.06)) * max(short, 160)  # ring spacing in pixels
     rings = 3  # rings per cycle of the profile table
     # the ring phase is smooth (distance across the grain plus a warp stretched along the grain),
     # so it is built on a coarse source and interpolated closely enough by one warpAffine
     step = 4.0
     rows, cols = _oriented_frame(height, width, angle, step, step)
     phase = _noise(rng, (_cells(rows * step, short / 2.0), _cells(cols * step, short / 0.7)), (rows, cols), cubic=True)
-    phase *= period * float(rng.uniform(1.0, 3.0))
+    phase *= period * uniform(rng, (1.0, 3.0))
     wiggle = _noise(rng, (_cells(rows * step, short / 6.0), _cells(cols * step, short / 2.5)), (rows, cols), cubic=True)
     cv2.scaleAdd(wiggle, period * 0.2, phase, dst=phase)
     phase += np.arange(rows, dtype=np.float32)[:, None] * step
@@ -286,11 +288,11 @@ def _wood(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int
 
 
 def _wood_ramp(rng: np.random.Generator) -> Ramp:
-    hue = float(rng.uniform(18.0, 36.0))
-    value = float(rng.uniform(0.55, 0.9))
-    sat = float(rng.uniform(0.35, 0.65))
+    hue = uniform(rng, (18.0, 36.0))
+    value = uniform(rng, (0.55, 0.9))
+    sat = uniform(rng, (0.35, 0.65))
     light = _hsv(hue, sat, value)
-    dark = _hsv(hue - float(rng.uniform(0.0, 8.0)), sat + 0.2, value * float(rng.uniform(0.3, 0.5)))
+    dark = _hsv(hue - uniform(rng, (0.0, 8.0)), sat + 0.2, value * uniform(rng, (0.3, 0.5)))
     return dark, light
 
 
@@ -304,7 +306,7 @@ _THREADS = 20  # threads per tile: a multiple of every weave repeat; variation r
 
 
 def _fabric(rng: np.random.Generator, height: int, width: int, image_hw: tuple[int, int]) -> np.ndarray:
-    angle = float(rng.uniform(0.0, math.pi))
+    angle = uniform(rng, (0.0, math.pi))
     weave = _WEAVES[(0, 0, 1, 1, 2)[int(rng.integers(5))]]
     pitch = int(rng.integers(3, 9))  # thread width in pixels
     # one tile of _THREADS×_THREADS threads: a lit ridge across each thread, darker where it dives under
@@ -318,7 +320,7 @@ def _fabric(rng: np.random.Generator, height: int, width: int, image_hw: tuple[i
     # thread-to-thread thickness and dye variation
     warp_threads *= np.repeat(rng.uniform(0.85, 1.1, _THREADS).astype(np.float32), pitch)[None, :]
     weft_threads *= np.repeat(rng.uniform(0.85, 1.1, _THREADS).astype(np.float32), pitch)[:, None]
-    weft_threads *= float(rng.uniform(0.65, 1.0))
+    weft_threads *= uniform(rng, (0.65, 1.0))
     # float32, not uint8: OpenCV's bilinear warp of a float image is the faster one here
     tile = np.floor(np.where(top, warp_threads, weft_threads) * 220.0 + 0.5).astype(np.float32)
     rows, cols = _oriented_frame(height, width, angle, 1.0, 1.0)
@@ -330,10 +332,10 @@ def _fabric(rng: np.random.Generator, height: int, width: int, image_hw: tuple[i
 
 
 def _fabric_ramp(rng: np.random.Generator) -> Ramp:
-    hue = float(rng.uniform(0.0, 360.0))
-    sat = float(rng.uniform(0.15, 0.75))
-    value = float(rng.uniform(0.35, 0.95))
-    light = _hsv(hue + float(rng.uniform(-15.0, 15.0)), sat * float(rng.uniform(0.5, 1.0)), value)
+    hue = uniform(rng, (0.0, 360.0))
+    sat = uniform(rng, (0.15, 0.75))
+    value = uniform(rng, (0.35, 0.95))
+    light = _hsv(hue + uniform(rng, (-15.0, 15.0)), sat * uniform(rng, (0.5, 1.0)), value)
     return _hsv(hue, min(1.0, sat * 1.2), value * 0.25), light
 
 
@@ -356,10 +358,10 @@ def _painted(rng: np.random.Generator, height: int, width: int, image_hw: tuple[
 
 
 def _painted_ramp(rng: np.random.Generator) -> Ramp:
-    hue = float(rng.uniform(0.0, 360.0))
+    hue = uniform(rng, (0.0, 360.0))
     grey = rng.random() < 0.35  # industrial greys are common
-    sat = float(rng.uniform(0.0, 0.12) if grey else rng.uniform(0.3, 0.85))
-    colour = _hsv(hue, sat, float(rng.uniform(0.3, 0.95)))
+    sat = uniform(rng, (0.0, 0.12) if grey else (0.3, 0.85))
+    colour = _hsv(hue, sat, uniform(rng, (0.3, 0.95)))
     # a ramp from black is the colour scaled by the shade (and by the lighting, exactly)
     return np.zeros(3, np.float32), colour * _PAINT_HEADROOM
 
