@@ -47,7 +47,7 @@ def test_a_range_draw_is_numpys_uniform_and_keeps_the_stream_in_step():
     ranges = np.random.default_rng(5).uniform(-1e3, 1e3, (2000, 2))
     ranges.sort(axis=1)
     ours, numpys = rng_for(3, 7), rng_for(3, 7)
-    for low, high in [*ranges.tolist(), (0.0, 2 * np.pi), (1, 4), (-0.35, 0.35)]:
+    for low, high in [*ranges.tolist(), (0.0, 2 * np.pi), (1, 4), (-0.35, 0.35), (np.float32(0.1), np.float32(0.7))]:
         assert uniform(ours, (low, high)) == float(numpys.uniform(low, high))
     assert ours.random() == numpys.random()
     before = ours.bit_generator.state
