@@ -151,6 +151,7 @@ def lighting(rng: np.random.Generator, height: int, width: int, gradient: tuple[
     two separable terms (float32), `rows` (H) and `cols` (W): gain[i, j] = rows[i] + cols[j]."""
     y, x = _light_axes(int(height), int(width))
     direction = uniform(rng, (0.0, 2 * math.pi))
+    # drawn even from a single-value range (spec.uniform would not draw): the stream stays where it was
     g = float(rng.uniform(*gradient))
     v = float(rng.uniform(*vignette))
     rows = y * np.float32(g * math.sin(direction)) - (y * y) * np.float32(v) + np.float32(1.0)
